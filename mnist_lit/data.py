@@ -1,0 +1,325 @@
+"""MNIST as in-memory tensors: IDX parsing, checksums, the DataModule and its batch loader.
+
+The whole data set is 55 MB of uint8 pixels, so every split is held as one tensor and a batch is an
+index slice of it. That removes the per-sample Python work (PIL images, transforms, collation) that
+dominates the classic ``DataLoader`` pipeline for a model this small.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+NUM_TRAIN_IMAGES = 60_000
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+DATA_DIR_ENV = "MNIST_LIT_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One of the four MNIST files, identified by the md5 of its *uncompressed* bytes.
+
+    The uncompressed digest is the stable identity: a file may be re-gzipped (the shared copy's
+    training images are) without its content changing.
+    """
+
+    name: str
+    md5: str
+    shape: tuple[int, ...]
+
+
+MNIST_FILES: dict[str, IdxFile] = {
+    "train_images": IdxFile("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb", (60_000, 28, 28)),
+    "train_labels": IdxFile("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624", (60_000,)),
+    "test_images": IdxFile("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea", (10_000, 28, 28)),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637", (10_000,)),
+}
+
+# IDX type codes (third byte of the magic number) and the element types they stand for.
+_IDX_DTYPES: dict[int, torch.dtype] = {
+    0x08: torch.uint8,
+    0x09: torch.int8,
+    0x0B: torch.int16,
+    0x0C: torch.int32,
+    0x0D: torch.float32,
+    0x0E: torch.float64,
+}
+
+
+class MNISTDataError(RuntimeError):
+    """Raised for missing, corrupt or unexpected MNIST files, with a message that says how to fix it."""
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> Tensor:
+    """Decode IDX bytes (big-endian header, then a dense array) into a tensor of the declared shape."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise MNISTDataError(f"{source}: not an IDX file (bad magic number {data[:4].hex() or 'empty'}).")
+    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise MNISTDataError(f"{source}: truncated IDX header ({len(data)} bytes, {ndim} dimensions declared).")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    count = 1
+    for size in shape:
+        count *= size
+    expected = header_size + count * dtype.itemsize
+    if len(data) != expected:
+        raise MNISTDataError(
+            f"{source}: IDX header declares shape {shape} ({expected} bytes) but the file has {len(data)} bytes; "
+            "it is truncated or corrupt. Delete it and download it again."
+        )
+    array = torch.frombuffer(bytearray(data[header_size:]), dtype=dtype) if count else torch.empty(0, dtype=dtype)
+    if dtype.itemsize > 1:  # IDX is big-endian; torch reads native (little-endian) order
+        array = array.view(torch.uint8).view(-1, dtype.itemsize).flip(1).contiguous().view(dtype).view(-1)
+    return array.reshape(shape)
+
+
+def find_idx_file(raw_dir: Path, name: str) -> Path | None:
+    """The raw file if it exists, else its ``.gz`` twin, else None."""
+    for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx_bytes(path: Path) -> bytes:
+    """The uncompressed bytes of an IDX file, raw or gzipped."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise MNISTDataError(f"{path}: cannot read it ({error}). Delete it and download it again.") from error
+
+
+def load_idx_file(raw_dir: Path, spec: IdxFile, verify: bool = True) -> Tensor:
+    """Read, verify and parse one MNIST file; every failure names the file and the fix."""
+    path = find_idx_file(raw_dir, spec.name)
+    if path is None:
+        raise MNISTDataError(missing_files_message(raw_dir.parent.parent, [spec.name]))
+    data = read_idx_bytes(path)
+    if verify:
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if digest != spec.md5:
+            raise MNISTDataError(
+                f"{path}: checksum mismatch (md5 of the uncompressed bytes is {digest}, expected {spec.md5}). "
+                "The file is corrupt or not the official MNIST file; delete it and download it again."
+            )
+    tensor = parse_idx(data, str(path))
+    if tuple(tensor.shape) != spec.shape or tensor.dtype != torch.uint8:
+        raise MNISTDataError(f"{path}: expected uint8 data of shape {spec.shape}, found {tensor.dtype} {tuple(tensor.shape)}.")
+    return tensor
+
+
+def missing_files_message(data_dir: Path, names: list[str]) -> str:
+    return (
+        f"MNIST not found: {', '.join(names)} missing from {data_dir / 'MNIST' / 'raw'} (raw or .gz). "
+        f"Point the project at a copy with --data.data_dir DIR or the {DATA_DIR_ENV} environment variable "
+        "(DIR must contain MNIST/raw/), or turn on --data.download true on a machine with internet access."
+    )
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """An explicit directory wins; otherwise the environment variable; otherwise ``./data``."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or "data"
+    return Path(data_dir).expanduser()
+
+
+def download_mnist(data_dir: Path) -> None:
+    """Fetch the four files with torchvision into ``<data_dir>/MNIST/raw`` (it verifies each archive)."""
+    from torchvision.datasets import MNIST
+
+    try:
+        MNIST(str(data_dir), train=True, download=True)
+        MNIST(str(data_dir), train=False, download=True)
+    except Exception as error:  # torchvision raises bare RuntimeErrors/URLErrors on network problems
+        missing = [spec.name for spec in MNIST_FILES.values() if find_idx_file(data_dir / "MNIST" / "raw", spec.name) is None]
+        raise MNISTDataError(f"Downloading MNIST failed ({error}). {missing_files_message(data_dir, missing)}") from error
+
+
+def split_indices(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A fixed, seeded train/validation split of ``range(num_items)``: (train indices, val indices)."""
+    permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    return permutation[val_size:].sort().values, permutation[:val_size].sort().values
+
+
+class EpochBatchSampler:
+    """Yields index batches for one rank; the order is a pure function of (seed, epoch).
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so a resumed run replays exactly the
+    batches an uninterrupted run would see. Under DDP every rank draws the same permutation and keeps
+    every ``world_size``-th element, which gives disjoint shards of equal length (the tail that does not
+    divide evenly is dropped while shuffling, so no rank waits on a batch the others do not have).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shard(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.rank, self.num_items, self.world_size)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        permutation = torch.randperm(self.num_items, generator=generator)
+        usable = self.num_items - self.num_items % self.world_size
+        return permutation[self.rank : usable : self.world_size]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self._shard().split(self.batch_size))
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            shard_size = self.num_items // self.world_size
+        else:
+            shard_size = len(range(self.rank, self.num_items, self.world_size))
+        return -(-shard_size // self.batch_size)
+
+
+class TensorBatchLoader:
+    """Iterates ``(images, labels)`` batches as index slices of two whole-split tensors.
+
+    It stands where a ``DataLoader`` would: Lightning finds ``batch_sampler.set_epoch`` the same way.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_sampler: EpochBatchSampler) -> None:
+        self.images = images
+        self.labels = labels
+        self.batch_sampler = batch_sampler
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for indices in self.batch_sampler:
+            yield self.images[indices], self.labels[indices]
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST with a seeded validation split of the official training set and the official test set.
+
+    Args:
+        data_dir: directory holding ``MNIST/raw/``; defaults to ``$MNIST_LIT_DATA_DIR``, else ``./data``.
+        batch_size: images per batch (per process under DDP).
+        val_size: images taken from the 60,000 training images for validation.
+        seed: fixes the validation split and the per-epoch shuffling.
+        normalize: standardize pixels with MNIST's mean and std; ``False`` keeps them in [0, 1].
+        download: fetch the files with torchvision when they are missing.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 100,
+        val_size: int = 5_000,
+        seed: int = 42,
+        normalize: bool = True,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}.")
+        if not 0 < val_size < NUM_TRAIN_IMAGES:
+            raise ValueError(
+                f"data.val_size must be between 1 and {NUM_TRAIN_IMAGES - 1} (it is taken from the "
+                f"{NUM_TRAIN_IMAGES} training images), got {val_size}."
+            )
+        self.save_hyperparameters()
+        self.data_dir = resolve_data_dir(data_dir)
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.seed = seed
+        self.normalize = normalize
+        self.download = download
+        self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "MNIST" / "raw"
+
+    def prepare_data(self) -> None:
+        """Download only what is missing; never writes when the files are there (read-only copies work)."""
+        missing = [spec.name for spec in MNIST_FILES.values() if find_idx_file(self.raw_dir, spec.name) is None]
+        if not missing:
+            return
+        if not self.download:
+            raise MNISTDataError(missing_files_message(self.data_dir, missing))
+        download_mnist(self.data_dir)
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and "train" not in self._splits:
+            images = load_idx_file(self.raw_dir, MNIST_FILES["train_images"])
+            labels = load_idx_file(self.raw_dir, MNIST_FILES["train_labels"]).long()
+            train, val = split_indices(len(labels), self.val_size, self.seed)
+            self._splits["train"] = images[train], labels[train]
+            self._splits["val"] = images[val], labels[val]
+        if stage in ("test", "predict") and "test" not in self._splits:
+            images = load_idx_file(self.raw_dir, MNIST_FILES["test_images"])
+            labels = load_idx_file(self.raw_dir, MNIST_FILES["test_labels"]).long()
+            self._splits["test"] = images, labels
+
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        """The whole ``train``, ``val`` or ``test`` split as (uint8 images N×28×28, int64 labels N)."""
+        if name not in self._splits:
+            raise RuntimeError(f"The {name!r} split is not loaded; call setup() for its stage first.")
+        return self._splits[name]
+
+    def _loader(self, name: str, shuffle: bool) -> TensorBatchLoader:
+        images, labels = self.split(name)
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochBatchSampler(len(labels), self.batch_size, shuffle, self.seed, rank, world_size)
+        return TensorBatchLoader(images, labels, sampler)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        """Turn uint8 pixels into model input on the target device (4× less to copy than float)."""
+        images, labels = batch
+        return to_model_input(images, self.normalize), labels
+
+
+def to_model_input(images: Tensor, normalize: bool) -> Tensor:
+    """uint8 images (N×28×28) → float N×1×28×28, in [0, 1] or standardized with MNIST's statistics."""
+    pixels = images.unsqueeze(1).float().div_(255)
+    if normalize:
+        pixels.sub_(MNIST_MEAN).div_(MNIST_STD)
+    return pixels

@@ -67,6 +67,8 @@ class MNISTLitCLI(LightningCLI):
         _optimizers_start_from_their_own_defaults()
         defaults = {"default_config_files": [str(default_config_path())]}
         kwargs.setdefault("parser_kwargs", {subcommand: dict(defaults) for subcommand in SUBCOMMANDS})
+        # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
+        kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:

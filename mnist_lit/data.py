@@ -93,6 +93,10 @@ def find_idx_file(raw_dir: Path, name: str) -> Path | None:
     return None
 
 
+def missing_files(raw_dir: Path) -> list[str]:
+    return [spec.name for spec in MNIST_FILES.values() if find_idx_file(raw_dir, spec.name) is None]
+
+
 def read_idx_bytes(path: Path) -> bytes:
     """The uncompressed bytes of an IDX file, raw or gzipped."""
     try:
@@ -118,8 +122,15 @@ def load_idx_file(raw_dir: Path, spec: IdxFile, verify: bool = True) -> Tensor:
                 "The file is corrupt or not the official MNIST file; delete it and download it again."
             )
     tensor = parse_idx(data, str(path))
-    if tuple(tensor.shape) != spec.shape or tensor.dtype != torch.uint8:
-        raise MNISTDataError(f"{path}: expected uint8 data of shape {spec.shape}, found {tensor.dtype} {tuple(tensor.shape)}.")
+    expected_shape = spec.shape if verify else (-1, *spec.shape[1:])
+    if (
+        tensor.dtype != torch.uint8
+        or len(tensor.shape) != len(spec.shape)
+        or any(want not in (-1, got) for want, got in zip(expected_shape, tensor.shape, strict=True))
+    ):
+        raise MNISTDataError(
+            f"{path}: expected uint8 data of shape {spec.shape}, found {tensor.dtype} {tuple(tensor.shape)}."
+        )
     return tensor
 
 
@@ -146,8 +157,10 @@ def download_mnist(data_dir: Path) -> None:
         MNIST(str(data_dir), train=True, download=True)
         MNIST(str(data_dir), train=False, download=True)
     except Exception as error:  # torchvision raises bare RuntimeErrors/URLErrors on network problems
-        missing = [spec.name for spec in MNIST_FILES.values() if find_idx_file(data_dir / "MNIST" / "raw", spec.name) is None]
-        raise MNISTDataError(f"Downloading MNIST failed ({error}). {missing_files_message(data_dir, missing)}") from error
+        missing = missing_files(data_dir / "MNIST" / "raw")
+        raise MNISTDataError(
+            f"Downloading MNIST failed ({error}). {missing_files_message(data_dir, missing)}"
+        ) from error
 
 
 def split_indices(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -233,6 +246,8 @@ class MNISTDataModule(L.LightningDataModule):
         seed: fixes the validation split and the per-epoch shuffling.
         normalize: standardize pixels with MNIST's mean and std; ``False`` keeps them in [0, 1].
         download: fetch the files with torchvision when they are missing.
+        verify_checksums: check each file against the official md5; turn off only for other IDX data
+            of the same layout (any number of images), such as the tests' synthetic files.
     """
 
     def __init__(
@@ -243,6 +258,7 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 42,
         normalize: bool = True,
         download: bool = True,
+        verify_checksums: bool = True,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -259,6 +275,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.seed = seed
         self.normalize = normalize
         self.download = download
+        self.verify_checksums = verify_checksums
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -267,7 +284,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download only what is missing; never writes when the files are there (read-only copies work)."""
-        missing = [spec.name for spec in MNIST_FILES.values() if find_idx_file(self.raw_dir, spec.name) is None]
+        missing = missing_files(self.raw_dir)
         if not missing:
             return
         if not self.download:
@@ -276,15 +293,26 @@ class MNISTDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and "train" not in self._splits:
-            images = load_idx_file(self.raw_dir, MNIST_FILES["train_images"])
-            labels = load_idx_file(self.raw_dir, MNIST_FILES["train_labels"]).long()
+            images, labels = self._load("train")
+            if not self.val_size < len(labels):
+                raise ValueError(
+                    f"data.val_size must be smaller than the {len(labels)} training images, got {self.val_size}."
+                )
             train, val = split_indices(len(labels), self.val_size, self.seed)
             self._splits["train"] = images[train], labels[train]
             self._splits["val"] = images[val], labels[val]
         if stage in ("test", "predict") and "test" not in self._splits:
-            images = load_idx_file(self.raw_dir, MNIST_FILES["test_images"])
-            labels = load_idx_file(self.raw_dir, MNIST_FILES["test_labels"]).long()
-            self._splits["test"] = images, labels
+            self._splits["test"] = self._load("test")
+
+    def _load(self, prefix: str) -> tuple[Tensor, Tensor]:
+        images = load_idx_file(self.raw_dir, MNIST_FILES[f"{prefix}_images"], self.verify_checksums)
+        labels = load_idx_file(self.raw_dir, MNIST_FILES[f"{prefix}_labels"], self.verify_checksums)
+        if len(images) != len(labels):
+            raise MNISTDataError(
+                f"{self.raw_dir}: {len(images)} {prefix} images but {len(labels)} labels; the files do not belong "
+                "together. Replace them with a matching pair."
+            )
+        return images, labels.long()
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """The whole ``train``, ``val`` or ``test`` split as (uint8 images N×28×28, int64 labels N)."""

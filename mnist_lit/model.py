@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from mnist_lit.data import NUM_CLASSES
 from mnist_lit.nets import Activation, Init, build_mlp
 
+
 class MNISTClassifier(L.LightningModule):
     """A multilayer perceptron on flattened 28×28 digits, returning logits for the 10 classes.
 

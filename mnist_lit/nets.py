@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal, get_args
 
 from torch import nn
@@ -64,7 +65,7 @@ def build_mlp(
 
     widths = [IMAGE_SIZE * IMAGE_SIZE, *hidden_sizes, NUM_CLASSES]
     layers: list[nn.Module] = [nn.Flatten()]
-    for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         linear = nn.Linear(fan_in, fan_out)
         is_output = index == len(widths) - 2
         init_linear(linear, init, "linear" if is_output else activation, negative_slope)

@@ -66,7 +66,8 @@ class MNISTLitCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         _optimizers_start_from_their_own_defaults()
         defaults = {"default_config_files": [str(default_config_path())]}
-        kwargs.setdefault("parser_kwargs", {subcommand: dict(defaults) for subcommand in SUBCOMMANDS})
+        # With subcommands each one has its own parser; with ``run=False`` there is a single parser.
+        kwargs.setdefault("parser_kwargs", {subcommand: defaults for subcommand in SUBCOMMANDS} if run else defaults)
         # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)

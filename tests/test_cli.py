@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_lit.cli import MNISTLitCLI
+from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS
+
+# Files in these folders change one aspect and are meant to be stacked on a model config.
+STACKED_CONFIG_DIRS = {"activation", "optimizer"}
+BASE_CONFIG = CONFIG_DIR / "mlp.yaml"
+
+
+def config_runs() -> list[list[Path]]:
+    runs = []
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        stacked = path.relative_to(CONFIG_DIR).parts[0] in STACKED_CONFIG_DIRS
+        runs.append([BASE_CONFIG, path] if stacked else [path])
+    return runs
+
+
+def config_args(configs: list[Path]) -> list[str]:
+    return [argument for config in configs for argument in ("--config", str(config))]
+
+
+def synthetic(data_dir: Path) -> list[str]:
+    return ["--data.data_dir", str(data_dir), *SYNTHETIC_DATA_ARGS]
+
+
+@pytest.mark.parametrize(
+    "configs", config_runs(), ids=lambda configs: "+".join(str(c.relative_to(CONFIG_DIR)) for c in configs)
+)
+def test_every_config_runs(configs: list[Path], run_cli, synthetic_mnist_dir: Path, capsys) -> None:
+    cli = run_cli(["fit", *config_args(configs), *synthetic(synthetic_mnist_dir), "--trainer.fast_dev_run", "true"])
+    assert cli.trainer.state.finished
+    assert re.search(r"^test/acc: [01]\.\d{4} \(final weights\)$", capsys.readouterr().out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Adadelta", {"lr": 1.0, "eps": 1e-6, "rho": 0.9}),
+        ("SGD", {"lr": 1e-3, "momentum": 0}),
+        ("RMSprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8}),
+    ],
+)
+def test_a_new_optimizer_class_gets_its_own_defaults(name: str, expected: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for base in ([], ["--config", str(BASE_CONFIG)], ["--config", str(CONFIG_DIR / "optimizer" / "rprop.yaml")]):
+        cli = MNISTLitCLI(args=[*base, "--model.optimizer", name], run=False)
+        optimizer = cli.model.configure_optimizers()
+        assert type(optimizer).__name__ == name
+        assert {key: optimizer.defaults[key] for key in expected} == expected
+
+
+def test_arguments_after_the_class_still_apply(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(BASE_CONFIG), "--model.optimizer", "SGD", "--model.optimizer.lr", "0.3"]
+    optimizer = MNISTLitCLI(args=args, run=False).model.configure_optimizers()
+    assert optimizer.defaults["lr"] == 0.3 and optimizer.defaults["momentum"] == 0
+    stacked = ["--config", str(BASE_CONFIG), "--config", str(CONFIG_DIR / "optimizer" / "sgd_momentum.yaml")]
+    optimizer = MNISTLitCLI(args=stacked, run=False).model.configure_optimizers()
+    assert (optimizer.defaults["lr"], optimizer.defaults["momentum"]) == (0.01, 0.9)
+
+
+def test_the_seed_configs_are_the_lecture(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, hidden in (("softmax", []), ("mlp", [256, 256])):
+        cli = MNISTLitCLI(args=["--config", str(CONFIG_DIR / "seed" / f"{name}.yaml")], run=False)
+        model, data = cli.model, cli.datamodule
+        assert (list(model.hparams.hidden_sizes), model.hparams.init, model.hparams.activation) == (
+            hidden,
+            "normal",
+            "relu",
+        )
+        optimizer = model.configure_optimizers()
+        assert type(optimizer) is torch.optim.Adam and optimizer.defaults["lr"] == 1e-3
+        assert (data.batch_size, data.normalize, cli.trainer.max_epochs) == (100, False, 15)
+
+
+def train_briefly(run_cli, data_dir: Path, *extra: str):
+    args = ["fit", "--config", str(BASE_CONFIG), *synthetic(data_dir), "--trainer.max_epochs", "2", *extra]
+    return run_cli([*args, "--trainer.enable_progress_bar", "false"])
+
+
+def test_reloaded_checkpoint_tests_to_the_same_accuracy(run_cli, synthetic_mnist_dir: Path, capsys) -> None:
+    cli = train_briefly(run_cli, synthetic_mnist_dir)
+    best = cli.trainer.checkpoint_callback.best_model_path
+    printed = re.search(r"^test/acc: (\d\.\d{4}) \(best checkpoint (.+)\)$", capsys.readouterr().out, re.MULTILINE)
+    assert printed and printed.group(2) == best
+
+    checkpoint = torch.load(best, weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["hidden_sizes"] == [256, 256] and hparams["activation"] == "relu" and hparams["init"] == "default"
+    assert hparams["optimizer"]["class_path"] == "torch.optim.Adam" and hparams["optimizer"]["init_args"]["lr"] == 1e-3
+    assert checkpoint["datamodule_hyper_parameters"]["batch_size"] == 100
+
+    again = run_cli(["test", "--config", str(BASE_CONFIG), *synthetic(synthetic_mnist_dir), "--ckpt_path", best])
+    assert f"{again.trainer.callback_metrics['test/acc'].item():.4f}" == printed.group(1)
+
+
+def test_tensorboard_holds_metrics_and_hparams(run_cli, synthetic_mnist_dir: Path) -> None:
+    optimizer = ["--model.optimizer", "SGD", "--model.optimizer.lr", "0.05"]
+    cli = train_briefly(run_cli, synthetic_mnist_dir, *optimizer, "--trainer.log_every_n_steps", "1")
+    events = EventAccumulator(cli.trainer.log_dir)
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"} <= scalars
+    assert len(events.Scalars("val/acc")) == 2
+
+    plugin_data = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(plugin_data)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    session = plugin_data_pb2.HParamsPluginData.FromString(plugin_data["_hparams_/session_start_info"])
+    hparams = {key: value.ListFields()[0][1] for key, value in session.session_start_info.hparams.items()}
+    assert hparams["optimizer"] == "SGD" and hparams["optimizer.lr"] == 0.05 and hparams["optimizer.momentum"] == 0
+    assert hparams["hidden_sizes"] == "[256, 256]" and hparams["activation"] == "relu" and hparams["batch_size"] == 100
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin_data["_hparams_/experiment"]).experiment
+    assert {info.name.tag for info in experiment.metric_infos} >= {"val/acc", "test/acc"}
+
+
+def test_fit_can_skip_the_final_test(run_cli, synthetic_mnist_dir: Path, capsys) -> None:
+    train_briefly(run_cli, synthetic_mnist_dir, "--trainer.max_epochs", "1", "--test_after_fit", "false")
+    assert "test/acc" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_one_epoch_on_real_mnist_reaches_real_accuracy(run_cli, real_mnist_dir: Path, capsys) -> None:
+    args = ["fit", "--config", str(BASE_CONFIG), "--data.data_dir", str(real_mnist_dir), "--data.download", "false"]
+    run_cli([*args, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
+    accuracy = float(re.search(r"^test/acc: (\d\.\d{4})", capsys.readouterr().out, re.MULTILINE).group(1))
+    assert accuracy > 0.95, f"one epoch of the recommended MLP should pass 95% on the official test set, got {accuracy}"

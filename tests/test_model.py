@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_lit.data import MNISTDataModule
+from mnist_lit.model import MNISTClassifier
+from mnist_lit.nets import ACTIVATIONS, INITS
+
+NINE_OPTIMIZERS = {
+    "SGD": partial(torch.optim.SGD, lr=0.1),
+    "Adadelta": torch.optim.Adadelta,
+    "Adagrad": torch.optim.Adagrad,
+    "Adam": torch.optim.Adam,
+    "Adamax": torch.optim.Adamax,
+    "ASGD": partial(torch.optim.ASGD, lr=0.1),
+    "LBFGS": partial(torch.optim.LBFGS, max_iter=3),
+    "RMSprop": partial(torch.optim.RMSprop, lr=1e-3),
+    "Rprop": torch.optim.Rprop,
+}
+
+
+def synthetic_data(root: Path, batch_size: int = 50) -> MNISTDataModule:
+    return MNISTDataModule(str(root), batch_size=batch_size, val_size=100, verify_checksums=False, download=False)
+
+
+def quiet_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    options = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+        **kwargs,
+    }
+    return L.Trainer(**options)
+
+
+def parameters_of(model: MNISTClassifier) -> torch.Tensor:
+    return torch.cat([parameter.detach().flatten().clone() for parameter in model.parameters()])
+
+
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_and_init_trains_a_step(synthetic_mnist_dir: Path, tmp_path: Path, activation, init) -> None:
+    model = MNISTClassifier(hidden_sizes=[32, 16], activation=activation, init=init)
+    before = parameters_of(model)
+    quiet_trainer(tmp_path, fast_dev_run=True).fit(model, datamodule=synthetic_data(synthetic_mnist_dir))
+    after = parameters_of(model)
+    assert torch.isfinite(after).all() and not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("name", list(NINE_OPTIMIZERS))
+def test_each_of_the_nine_optimizers_trains_through_the_trainer(
+    synthetic_mnist_dir: Path, tmp_path: Path, name
+) -> None:
+    torch.manual_seed(0)
+    model = MNISTClassifier(hidden_sizes=[32], optimizer=NINE_OPTIMIZERS[name])
+    before = parameters_of(model)
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=1)
+    trainer.fit(model, datamodule=synthetic_data(synthetic_mnist_dir))
+    assert type(trainer.optimizers[0]).__name__ == name
+    assert trainer.global_step == 3
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert not torch.equal(before, parameters_of(model))
+
+
+def test_training_learns_and_reports_every_metric(synthetic_mnist_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = MNISTClassifier(hidden_sizes=[64])
+    datamodule = synthetic_data(synthetic_mnist_dir)
+    trainer = quiet_trainer(tmp_path, max_epochs=3)
+    trainer.fit(model, datamodule=datamodule)
+    metrics = trainer.callback_metrics
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(metrics)
+    assert metrics["val/acc"] > 0.9, "the synthetic digits are trivially separable"
+    (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    assert set(results) == {"test/loss", "test/acc"} and results["test/acc"] > 0.9
+
+
+def test_scheduler_is_stepped_at_the_chosen_interval(synthetic_mnist_dir: Path, tmp_path: Path) -> None:
+    model = MNISTClassifier(
+        hidden_sizes=[16],
+        optimizer=partial(torch.optim.SGD, lr=1.0),
+        lr_scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5),
+        lr_scheduler_interval="step",
+    )
+    trainer = quiet_trainer(tmp_path, max_steps=4, limit_val_batches=0)
+    trainer.fit(model, datamodule=synthetic_data(synthetic_mnist_dir))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.5**4)
+
+
+def test_plateau_scheduler_watches_validation_loss() -> None:
+    model = MNISTClassifier(hidden_sizes=[], lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
+    config = model.configure_optimizers()
+    assert config["lr_scheduler"]["monitor"] == "val/loss"
+
+
+def test_prediction_gives_digits_and_probabilities() -> None:
+    model = MNISTClassifier(hidden_sizes=[8]).eval()
+    output = model.predict_step(torch.randn(4, 1, 28, 28), 0)
+    assert output["digit"].shape == (4,) and output["probabilities"].shape == (4, 10)
+    assert torch.allclose(output["probabilities"].sum(dim=1), torch.ones(4))
+    assert torch.equal(output["digit"], output["probabilities"].argmax(dim=1))

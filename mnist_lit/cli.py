@@ -11,7 +11,7 @@ from jsonargparse import Namespace
 from jsonargparse import _typehints as jsonargparse_typehints
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data import MNISTDataModule, black_pixel_value
 from mnist_lit.model import MNISTClassifier
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -70,6 +70,10 @@ class MNISTLitCLI(LightningCLI):
         # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The sparse input layer must know what the data module makes of a black pixel.
+        parser.link_arguments("data.normalize", "model.pixel_background", compute_fn=black_pixel_value)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,13 @@ class MNISTLitCLI(LightningCLI):
 
 
 def main(args: Any = None) -> None:
+    """``mnist-lit compare ...`` runs the comparison command; anything else is LightningCLI's."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list | tuple) and argv[:1] == ["compare"]:
+        from mnist_lit.compare import main as compare_main  # only this command needs it
+
+        compare_main(list(argv[1:]))
+        return
     MNISTLitCLI(args=args)
 
 

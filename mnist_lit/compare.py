@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mnist_lit.cli import MNISTLitCLI, default_config_path
 
@@ -343,17 +345,22 @@ def write_csv(path: Path, results: Sequence[VariantResult]) -> None:
 
 
 def plot_val_acc(path: Path, results: Sequence[VariantResult], title: str) -> None:
-    figure = Figure(figsize=(8, 5), layout="constrained")  # no pyplot: no global figure state, no GUI backend
+    figure = Figure(figsize=(9, 5), layout="constrained")  # no pyplot: no global figure state, no GUI backend
     axes = figure.subplots()
-    for result in results:
-        if result.val_acc_per_epoch:
-            epochs = range(1, result.epochs + 1)
-            style = "-o" if result.status == "ok" else "--x"
-            axes.plot(epochs, result.val_acc_per_epoch, style, label=f"{result.variant} ({result.status})")
+    colors = colormaps["tab20"].colors  # eleven optimizers need more than the default ten colors
+    for index, result in enumerate(results):
+        if not result.val_acc_per_epoch:
+            continue
+        label = result.variant if result.status == "ok" else f"{result.variant} ({result.status})"
+        style = "-" if result.status == "ok" else "--"
+        epochs = range(1, result.epochs + 1)
+        color = colors[(2 * index) % 20 + (2 * index) // 20]  # the dark shades first, then the light ones
+        axes.plot(epochs, result.val_acc_per_epoch, style, marker="o", color=color, label=label)
     axes.set(xlabel="epoch", ylabel="val/acc", title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if axes.lines:
-        axes.legend(loc="lower right", fontsize="small")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.savefig(path, dpi=100)
 
 

@@ -30,10 +30,10 @@ class MNISTClassifier(L.LightningModule):
         activation: nonlinearity after every hidden layer.
         init: weight initialization; ``normal`` is the lecture's N(0, 1).
         negative_slope: slope of ``leaky_relu`` for negative inputs.
-        input_layer: ``sparse`` computes the first layer from the non-background pixels only, with
-            sparse gradients (see ``nets.SparseLinear``); SparseAdam needs it.
-        pixel_background: the input value of a black pixel, which the sparse input layer skips; the
-            CLI links it to ``data.normalize``.
+        input_layer: ``sparse`` gives the first layer a sparse weight gradient that covers only the pixels
+            a batch lit (see ``nets.SparseLinear``); SparseAdam needs it.
+        pixel_background: the input value of a black pixel, which the sparse input layer treats as unlit;
+            the CLI links it to ``data.normalize``.
         optimizer: builds the optimizer from the parameters.
         lr_scheduler: optionally builds a scheduler from the optimizer.
         lr_scheduler_interval: step the scheduler every ``epoch`` or every optimizer ``step``.

@@ -200,6 +200,31 @@ def test_sparse_adam_config_trains_when_stacked_on_a_model_config(
     assert 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
 
 
+def test_training_with_sparse_adam_resumes_from_a_checkpoint(run_cli, synthetic_mnist_dir: Path) -> None:
+    common = [
+        "--config",
+        CONFIG_DIR / "mlp.yaml",
+        "--config",
+        CONFIG_DIR / "optimizer" / "sparse_adam.yaml",
+        "--data.data_dir",
+        synthetic_mnist_dir,
+        *SYNTHETIC_DATA_ARGS,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "false",
+    ]
+    first = run_cli(["fit", *common, "--trainer.max_epochs", "1"])
+    saved = first.trainer.optimizers[0].state_dict()
+    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    resumed = run_cli(["fit", *common, "--trainer.max_epochs", "2", "--ckpt_path", last])
+    assert resumed.trainer.global_step == 10  # 5 steps restored, 5 trained
+    optimizer = resumed.trainer.optimizers[0]
+    assert isinstance(optimizer, SparseDenseOptimizer)
+    assert optimizer.sparse.state_dict()["state"][0]["step"] == 2 * saved["sparse"]["state"][0]["step"]
+    assert optimizer.dense.state_dict()["state"][0]["step"] == 2 * saved["dense"]["state"][0]["step"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("optimizer_config", "train_batches"),

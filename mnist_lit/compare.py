@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("base", type=Path, help="model config every variant starts from, e.g. configs/seed/mlp.yaml")
     kinds = parser.add_mutually_exclusive_group()
-    kinds.add_argument("--optimizers", nargs="*", metavar="NAME", help="files of configs/optimizer/ (default: all)")
-    kinds.add_argument("--activations", nargs="*", metavar="NAME", help="files of configs/activation/ (none: all)")
+    kinds.add_argument("--optimizers", nargs="*", metavar="NAME", help="names from configs/optimizer/ (default: all)")
+    kinds.add_argument("--activations", nargs="*", metavar="NAME", help="names from configs/activation/ (none: all)")
     kinds.add_argument("--configs", nargs="+", type=Path, metavar="FILE", help="config files, one variant each")
     parser.add_argument("--name", help="comparison name (default: from the base config and the variant kind)")
     parser.add_argument("--save_dir", type=Path, default=Path("logs"), help="runs go to SAVE_DIR/compare/NAME/")
@@ -289,16 +289,16 @@ def compare(
     base: Path, variants: Sequence[Variant], parent: Path, options: argparse.Namespace, extra: Sequence[str]
 ) -> list[VariantResult]:
     results = []
-    for number_, variant in enumerate(variants, start=1):
+    for position, variant in enumerate(variants, start=1):
         run_dir = parent / variant.name
         args = fit_args(base, variant, parent, options, extra)
         expected = fingerprint(args, [base, variant.config])
         finished = load_finished(run_dir, expected)
         if finished is not None:
-            print(f"[{number_}/{len(variants)}] {variant.name}: finished before ({finished.status}), skipped")
+            print(f"[{position}/{len(variants)}] {variant.name}: finished before ({finished.status}), skipped")
             results.append(finished)
             continue
-        print(f"[{number_}/{len(variants)}] {variant.name}: mnist-lit {shlex.join(args)}")
+        print(f"[{position}/{len(variants)}] {variant.name}: mnist-lit {shlex.join(args)}")
         shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished or outdated run starts clean
         result = run_variant(args, variant.name)
         result.fingerprint = expected

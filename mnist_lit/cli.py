@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from jsonargparse import Namespace
 from jsonargparse import _typehints as jsonargparse_typehints
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data import MNISTDataModule, black_pixel_value
 from mnist_lit.model import MNISTClassifier
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -72,6 +73,10 @@ class MNISTLitCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
 
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The sparse input layer must know what the data module makes of a black pixel.
+        parser.link_arguments("data.normalize", "model.pixel_background", compute_fn=black_pixel_value)
+
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":
@@ -95,6 +100,13 @@ class MNISTLitCLI(LightningCLI):
 
 
 def main(args: Any = None) -> None:
+    """``mnist-lit compare ...`` runs the comparison command; anything else is LightningCLI's."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list | tuple) and argv[:1] == ["compare"]:
+        from mnist_lit.compare import main as compare_main  # only this command needs it
+
+        compare_main(list(argv[1:]))
+        return
     MNISTLitCLI(args=args)
 
 

@@ -351,3 +351,8 @@ def to_model_input(images: Tensor, normalize: bool) -> Tensor:
     if normalize:
         pixels.sub_(MNIST_MEAN).div_(MNIST_STD)
     return pixels
+
+
+def black_pixel_value(normalize: bool) -> float:
+    """What a black pixel becomes on its way into the model: the sparse input layer treats it as unlit."""
+    return to_model_input(torch.zeros(1, 1, 1, dtype=torch.uint8), normalize).item()

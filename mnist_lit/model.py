@@ -14,7 +14,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_lit.data import NUM_CLASSES
-from mnist_lit.nets import Activation, Init, build_mlp
+from mnist_lit.nets import Activation, Init, InputLayer, build_mlp
+from mnist_lit.optimizers import build_optimizer, check_optimizer_fits, optimizer_class
 
 
 class MNISTClassifier(L.LightningModule):
@@ -29,6 +30,10 @@ class MNISTClassifier(L.LightningModule):
         activation: nonlinearity after every hidden layer.
         init: weight initialization; ``normal`` is the lecture's N(0, 1).
         negative_slope: slope of ``leaky_relu`` for negative inputs.
+        input_layer: ``sparse`` gives the first layer a sparse weight gradient that covers only the pixels
+            a batch lit (see ``nets.SparseLinear``); SparseAdam needs it.
+        pixel_background: the input value of a black pixel, which the sparse input layer treats as unlit;
+            the CLI links it to ``data.normalize``.
         optimizer: builds the optimizer from the parameters.
         lr_scheduler: optionally builds a scheduler from the optimizer.
         lr_scheduler_interval: step the scheduler every ``epoch`` or every optimizer ``step``.
@@ -40,13 +45,16 @@ class MNISTClassifier(L.LightningModule):
         activation: Activation = "relu",
         init: Init = "default",
         negative_slope: float = 0.01,
+        input_layer: InputLayer = "dense",
+        pixel_background: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_mlp(list(hidden_sizes), activation, init, negative_slope)
+        check_optimizer_fits(input_layer, optimizer_class(optimizer))
+        self.net = build_mlp(list(hidden_sizes), activation, init, negative_slope, input_layer, pixel_background)
         self.make_optimizer = optimizer
         self.make_lr_scheduler = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
@@ -92,7 +100,7 @@ class MNISTClassifier(L.LightningModule):
         return {"digit": probabilities.argmax(dim=-1), "probabilities": probabilities}
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
+        optimizer = build_optimizer(self.make_optimizer, self)
         if self.make_lr_scheduler is None:
             return optimizer
         scheduler = self.make_lr_scheduler(optimizer)

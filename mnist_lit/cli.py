@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from jsonargparse import _typehints as jsonargparse_typehints
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data import MNISTDataError, MNISTDataModule
+from mnist_lit.errors import ConfigurationError, PredictionInputError, RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
+from mnist_lit.runs import CLAIMED_VERSION_ENV, claim_next_version, find_last_checkpoint, is_launched_rank
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -65,8 +71,12 @@ class MNISTLitCLI(LightningCLI):
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         _optimizers_start_from_their_own_defaults()
-        defaults = {"default_config_files": [str(default_config_path())]}
-        kwargs.setdefault("parser_kwargs", {subcommand: dict(defaults) for subcommand in SUBCOMMANDS})
+        parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
+        for subcommand in SUBCOMMANDS:
+            parser_kwargs[subcommand] = {"default_config_files": [str(default_config_path())]} | dict(
+                parser_kwargs.get(subcommand, {})
+            )
+        kwargs["parser_kwargs"] = parser_kwargs
         # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
@@ -82,6 +92,57 @@ class MNISTLitCLI(LightningCLI):
             )
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then settle where the run writes and which checkpoint ``last`` means."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        runs_dir, version = _logger_runs_dir(config)
+        if config.get("ckpt_path") == "last" and runs_dir is not None:
+            found = find_last_checkpoint(runs_dir)
+            if found is None:
+                print(
+                    f"mnist-lit: no last checkpoint under {runs_dir}/version_*/checkpoints; starting from scratch.",
+                    file=sys.stderr,
+                )
+                config.ckpt_path = None
+            else:
+                config.ckpt_path, found_version = str(found[0]), found[1]
+                if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
+                    config.trainer.logger.init_args.version = version = found_version
+        if subcommand == "fit" and runs_dir is not None and version is None:
+            config.trainer.logger.init_args.version = _claim_run_version(runs_dir)
+        if subcommand != "fit" and config.get("ckpt_path") and Path(config.ckpt_path).is_file():
+            _use_checkpoint_preprocessing(config)
+        if subcommand == "predict":  # stdout carries the JSON lines: no progress bar in it, no run folder
+            config.trainer.enable_progress_bar = False
+            config.trainer.logger = False
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a value they reject is a configuration error, found before training."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, MisconfigurationException) as error:
+            raise ConfigurationError(str(error)) from error
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "predict":
+            from mnist_lit.predict import JsonLinesPredictionWriter
+
+            trainer.callbacks.append(JsonLinesPredictionWriter())
+        return trainer
+
+    def after_predict(self) -> None:
+        failures = getattr(self.datamodule, "predict_failures", [])
+        if failures:
+            total = len(failures) + len(self.datamodule.predict_files or [])
+            raise PredictionInputError(
+                f"{len(failures)} of {total} inputs could not be read (each is named above); the others were predicted."
+            )
+
     def after_fit(self) -> None:
         if not self.config.fit.test_after_fit or self.trainer.interrupted:
             return
@@ -93,8 +154,55 @@ class MNISTLitCLI(LightningCLI):
             print(f"test/acc: {results[0]['test/acc']:.4f} ({source})")
 
 
+def _logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
+    """``save_dir/name`` of a single configured logger that keeps ``version_N`` folders, and its set version."""
+    logger = config.get("trainer", {}).get("logger")
+    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if not isinstance(init_args, Namespace) or init_args.get("save_dir") is None:
+        return None, None
+    version = init_args.get("version")
+    if version is not None and not isinstance(version, int):
+        return None, None  # a named version: the user chose the folder
+    return Path(init_args.save_dir) / (init_args.get("name") or ""), version
+
+
+def _claim_run_version(runs_dir: Path) -> int:
+    """A fresh ``version_N`` for this run; processes launched for the other ranks reuse rank 0's."""
+    if is_launched_rank() and CLAIMED_VERSION_ENV in os.environ:
+        return int(os.environ[CLAIMED_VERSION_ENV])
+    version = claim_next_version(runs_dir)
+    os.environ[CLAIMED_VERSION_ENV] = str(version)
+    return version
+
+
+def _use_checkpoint_preprocessing(config: Namespace) -> None:
+    """Feed a trained model its inputs the way it was trained (normalized or not), whatever the defaults say."""
+    checkpoint = torch.load(config.ckpt_path, map_location="cpu", weights_only=True)
+    normalize = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize")
+    if isinstance(normalize, bool) and "data" in config:
+        config.data.normalize = normalize
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"mnist-lit: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(args: Any = None) -> None:
-    MNISTLitCLI(args=args)
+    """The ``mnist-lit`` command: the project's own errors end in one paragraph on stderr, not a traceback."""
+    try:
+        MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:
+        given = [str(arg) for arg in args] if isinstance(args, list | tuple) else sys.argv[1:]
+        subcommand = next((arg for arg in given if arg in SUBCOMMANDS), "SUBCOMMAND")
+        _fail(f"{error}\nRun `mnist-lit {subcommand} --help` to see the options.", 2)
+    except (ConfigurationError, MNISTDataError) as error:
+        _fail(str(error), 2)
+    except (TrainingDivergedError, PredictionInputError) as error:
+        _fail(str(error), 1)
+    except RunInterrupted as interrupted:
+        print(f"mnist-lit: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,16 @@ from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 NO_STEP = -1
 
 
-def _optimizer_description(trainer: L.Trainer) -> str:
+def _current_lr(trainer: L.Trainer) -> float | None:
+    lr = trainer.optimizers[0].param_groups[0].get("lr") if trainer.optimizers else None
+    return float(lr) if lr is not None else None
+
+
+def _optimizer_description(trainer: L.Trainer, lr: float | None) -> str:
     if not trainer.optimizers:
         return "no optimizer"
-    optimizer = trainer.optimizers[0]
-    lr = optimizer.param_groups[0].get("lr")
-    return f"{type(optimizer).__name__}(lr={float(lr):g})" if lr is not None else type(optimizer).__name__
+    name = type(trainer.optimizers[0]).__name__
+    return f"{name}(lr={lr:g})" if lr is not None else name
 
 
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -56,10 +60,16 @@ class DivergenceGuard(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._first_bad_step: Tensor | None = None
         self._first_bad_loss: Tensor | None = None
+        self._lr_by_step: dict[int, float | None] = {}  # since the last check: schedulers change the lr
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_bad_step = torch.full((), NO_STEP, dtype=torch.long, device=pl_module.device)
         self._first_bad_loss = torch.zeros((), device=pl_module.device)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._lr_by_step[trainer.global_step + 1] = _current_lr(trainer)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -93,7 +103,9 @@ class DivergenceGuard(L.Callback):
             return
         step = int(self._first_bad_step)
         if step == NO_STEP:
+            self._lr_by_step.clear()
             return
+        lr = self._lr_by_step.get(step, _current_lr(trainer))
         value = float(self._first_bad_loss)
         self._first_bad_step = self._first_bad_loss = None  # report once; the exception ends training
         checkpoint = _checkpoint_callback(trainer)
@@ -101,7 +113,7 @@ class DivergenceGuard(L.Callback):
         kept = f"The last good checkpoint is {last_good}." if last_good else "No checkpoint had been written yet."
         raise TrainingDivergedError(
             f"Training diverged: the loss became {'nan' if math.isnan(value) else value} at step {step} "
-            f"with {_optimizer_description(trainer)}, so training stopped. {kept} "
+            f"with {_optimizer_description(trainer, lr)}, so training stopped. {kept} "
             "Try a smaller learning rate (--model.optimizer.lr), a learning-rate scheduler, "
             "or gradient clipping (--trainer.gradient_clip_val 1.0)."
         )

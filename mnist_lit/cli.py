@@ -112,6 +112,7 @@ class MNISTLitCLI(LightningCLI):
                 config.ckpt_path, found_version = str(found[0]), found[1]
                 if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
                     config.trainer.logger.init_args.version = version = found_version
+                    self.save_config_kwargs["overwrite"] = True  # config.yaml then records the resuming command
         if subcommand == "fit" and runs_dir is not None and version is None:
             config.trainer.logger.init_args.version = _claim_run_version(runs_dir)
         if subcommand != "fit" and config.get("ckpt_path") and Path(config.ckpt_path).is_file():

@@ -105,14 +105,14 @@ def to_mnist_digit(pixels: Tensor) -> Tensor:
     digit = F.interpolate(ink[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
     digit = digit.clamp(0, 1)
 
-    # Place the box so that its centre of mass lands on the image centre, as MNIST did.
+    # Place the box so that its centre of mass lands where MNIST's do: pixel (14, 14), 0-based.
     mass = digit.sum()
     ys = torch.arange(size[0], dtype=torch.float32)
     xs = torch.arange(size[1], dtype=torch.float32)
     centre_y = float((digit.sum(dim=1) * ys).sum() / mass)
     centre_x = float((digit.sum(dim=0) * xs).sum() / mass)
-    top = round((IMAGE_SIZE - 1) / 2 - centre_y)
-    left = round((IMAGE_SIZE - 1) / 2 - centre_x)
+    top = round(IMAGE_SIZE / 2 - centre_y)
+    left = round(IMAGE_SIZE / 2 - centre_x)
     canvas = torch.zeros(IMAGE_SIZE, IMAGE_SIZE)
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + size[0], IMAGE_SIZE), min(left + size[1], IMAGE_SIZE)

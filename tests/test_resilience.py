@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI, main
+from mnist_lit.data import MNISTDataModule
+from mnist_lit.model import MNISTClassifier
 from mnist_lit.resilience import AtomicCheckpointIO
 from mnist_lit.runs import claim_next_version
 from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS, make_synthetic_mnist
@@ -37,6 +39,18 @@ class SendSignal(L.Callback):
     ) -> None:
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), self.signum)
+
+
+class RecordBatches(L.Callback):
+    """Test helper: the labels of every training batch, per epoch."""
+
+    def __init__(self) -> None:
+        self.labels: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.labels.setdefault(trainer.current_epoch, []).append(batch[1].clone())
 
 
 class HangAtStep(L.Callback):
@@ -203,5 +217,20 @@ def test_two_runs_in_one_folder_never_share_logs_or_checkpoints(
     second = run_cli_in(tmp_path, args, monkeypatch)
     assert (first.trainer.logger.version, second.trainer.logger.version) == (0, 1)
     assert first.trainer.checkpoint_callback.dirpath != second.trainer.checkpoint_callback.dirpath
+    assert isinstance(first.trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # defaults.yaml switches it on
     for version in (0, 1):
         assert (tmp_path / "logs" / "mnist" / f"version_{version}" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_training_reshuffles_every_epoch(synthetic_root: Path) -> None:
+    """Lightning calls ``set_epoch`` only on a loader's ``sampler``: without it every epoch repeats epoch 0."""
+    record = RecordBatches()
+    trainer = L.Trainer(
+        max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False, callbacks=[record],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    datamodule = MNISTDataModule(str(synthetic_root), val_size=100, verify_checksums=False, download=False)
+    trainer.fit(MNISTClassifier(hidden_sizes=[8]), datamodule)
+    first, second = (torch.cat(record.labels[epoch]) for epoch in (0, 1))
+    assert sorted(first.tolist()) == sorted(second.tolist())  # the same images...
+    assert not torch.equal(first, second)  # ...in a new order

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mnist_lit.data import MNISTDataError, MNISTDataModule
 from mnist_lit.errors import ConfigurationError, PredictionInputError, RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
-from mnist_lit.runs import CLAIMED_VERSION_ENV, claim_next_version, find_last_checkpoint, is_launched_rank
+from mnist_lit.runs import claim_run_version, find_last_checkpoint, logger_runs_dir
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -99,7 +98,7 @@ class MNISTLitCLI(LightningCLI):
         if subcommand is None:
             return
         config = self.config[subcommand]
-        runs_dir, version = _logger_runs_dir(config)
+        runs_dir, version = logger_runs_dir(config)
         if config.get("ckpt_path") == "last" and runs_dir is not None:
             found = find_last_checkpoint(runs_dir)
             if found is None:
@@ -113,9 +112,15 @@ class MNISTLitCLI(LightningCLI):
                 if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
                     config.trainer.logger.init_args.version = version = found_version
                     self.save_config_kwargs["overwrite"] = True  # config.yaml then records the resuming command
-        if subcommand == "fit" and runs_dir is not None and version is None:
-            config.trainer.logger.init_args.version = _claim_run_version(runs_dir)
-        if subcommand != "fit" and config.get("ckpt_path") and Path(config.ckpt_path).is_file():
+        ckpt_path = config.get("ckpt_path")
+        if _names_a_missing_local_file(ckpt_path):
+            raise ConfigurationError(
+                f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file written by "
+                "`mnist-lit fit` (under logs/<name>/version_N/checkpoints/), or `last` for the newest run's last one."
+            )
+        if subcommand != "predict" and runs_dir is not None and version is None:
+            config.trainer.logger.init_args.version = claim_run_version(runs_dir)
+        if subcommand != "fit" and ckpt_path and Path(ckpt_path).is_file():
             _use_checkpoint_preprocessing(config)
         if subcommand == "predict":  # stdout carries the JSON lines: no progress bar in it, no run folder
             config.trainer.enable_progress_bar = False
@@ -155,25 +160,11 @@ class MNISTLitCLI(LightningCLI):
             print(f"test/acc: {results[0]['test/acc']:.4f} ({source})")
 
 
-def _logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
-    """``save_dir/name`` of a single configured logger that keeps ``version_N`` folders, and its set version."""
-    logger = config.get("trainer", {}).get("logger")
-    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
-    if not isinstance(init_args, Namespace) or init_args.get("save_dir") is None:
-        return None, None
-    version = init_args.get("version")
-    if version is not None and not isinstance(version, int):
-        return None, None  # a named version: the user chose the folder
-    return Path(init_args.save_dir) / (init_args.get("name") or ""), version
-
-
-def _claim_run_version(runs_dir: Path) -> int:
-    """A fresh ``version_N`` for this run; processes launched for the other ranks reuse rank 0's."""
-    if is_launched_rank() and CLAIMED_VERSION_ENV in os.environ:
-        return int(os.environ[CLAIMED_VERSION_ENV])
-    version = claim_next_version(runs_dir)
-    os.environ[CLAIMED_VERSION_ENV] = str(version)
-    return version
+def _names_a_missing_local_file(ckpt_path: str | None) -> bool:
+    """A plain path that is not there (Lightning's own keywords and remote URLs are left to Lightning)."""
+    if ckpt_path is None or ckpt_path in ("last", "best", "hpc") or ckpt_path.startswith("registry"):
+        return False
+    return "://" not in ckpt_path and not Path(ckpt_path).is_file()
 
 
 def _use_checkpoint_preprocessing(config: Namespace) -> None:

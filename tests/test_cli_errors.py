@@ -58,6 +58,13 @@ def test_invalid_configuration_is_named_before_training(
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("*.ckpt"))
 
 
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_missing_checkpoint_is_named(run_main: Callable[..., tuple[int, str]], subcommand: str) -> None:
+    code, message = run_main(subcommand, "--ckpt_path", "runs/old/best.ckpt")
+    assert code == 2
+    assert "--ckpt_path runs/old/best.ckpt: no such checkpoint file" in message
+
+
 def test_yaml_typo_names_the_key(run_main: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
     config = tmp_path / "typo.yaml"
     config.write_text("model:\n  hiden_sizes: [32]\n")

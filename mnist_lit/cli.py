@@ -122,9 +122,10 @@ class MNISTLitCLI(LightningCLI):
             config.trainer.logger.init_args.version = claim_run_version(runs_dir)
         if subcommand != "fit" and ckpt_path and Path(ckpt_path).is_file():
             _use_checkpoint_preprocessing(config)
-        if subcommand == "predict":  # stdout carries the JSON lines: no progress bar in it, no run folder
+        if subcommand == "predict":  # stdout carries the JSON lines; nothing else is written anywhere
             config.trainer.enable_progress_bar = False
             config.trainer.logger = False
+            self.save_config_callback = None  # it would drop a config.yaml into the working directory
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a value they reject is a configuration error, found before training."""

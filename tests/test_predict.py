@@ -144,6 +144,7 @@ def test_predict_command_reads_real_images_and_reports_bad_ones(
     captured = capsys.readouterr()
 
     assert exit_info.value.code == 1  # one input failed
+    assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "logs").exists()  # predicting writes nothing
     assert f"skipped {tmp_path / 'broken.png'}" in captured.err and "1 of 121 inputs" in captured.err
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert len(records) == len(STYLES) * NUM_DIGITS

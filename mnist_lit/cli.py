@@ -187,8 +187,8 @@ def main(args: Any = None) -> None:
         MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
         given = [str(arg) for arg in args] if isinstance(args, list | tuple) else sys.argv[1:]
-        subcommand = next((arg for arg in given if arg in SUBCOMMANDS), "SUBCOMMAND")
-        _fail(f"{error}\nRun `mnist-lit {subcommand} --help` to see the options.", 2)
+        subcommand = next((f"{arg} " for arg in given if arg in SUBCOMMANDS), "")
+        _fail(f"{error}\nRun `mnist-lit {subcommand}--help` to see the options.", 2)
     except (ConfigurationError, MNISTDataError) as error:
         _fail(str(error), 2)
     except (TrainingDivergedError, PredictionInputError) as error:

@@ -167,6 +167,13 @@ class CheckpointOnInterrupt(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
+        if self._received is not None:  # it came during the last validation: training is complete and saved
+            signum, self._received = self._received, None
+            raise RunInterrupted(
+                signum,
+                f"Interrupted by {signal.Signals(signum).name} after the last training step; the final checkpoints "
+                "are saved. `--ckpt_path last` runs what was left (the test after fit).",
+            )
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()

@@ -19,8 +19,9 @@ import torch
 
 from mnist_lit.cli import MNISTLitCLI, main
 from mnist_lit.data import MNISTDataModule
+from mnist_lit.errors import RunInterrupted
 from mnist_lit.model import MNISTClassifier
-from mnist_lit.resilience import AtomicCheckpointIO
+from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt
 from mnist_lit.runs import claim_next_version
 from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 
@@ -39,6 +40,14 @@ class SendSignal(L.Callback):
     ) -> None:
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalDuringValidation(L.Callback):
+    """Test helper: Ctrl+C while the last validation runs."""
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class RecordBatches(L.Callback):
@@ -234,3 +243,15 @@ def test_training_reshuffles_every_epoch(synthetic_root: Path) -> None:
     first, second = (torch.cat(record.labels[epoch]) for epoch in (0, 1))
     assert sorted(first.tolist()) == sorted(second.tolist())  # the same images...
     assert not torch.equal(first, second)  # ...in a new order
+
+
+def test_ctrl_c_during_the_last_validation_is_not_swallowed(synthetic_root: Path, tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[CheckpointOnInterrupt(), SignalDuringValidation()],
+    )  # fmt: skip
+    datamodule = MNISTDataModule(str(synthetic_root), val_size=100, verify_checksums=False, download=False)
+    with pytest.raises(RunInterrupted, match="after the last training step") as interrupted:
+        trainer.fit(MNISTClassifier(hidden_sizes=[8]), datamodule)
+    assert interrupted.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was given back

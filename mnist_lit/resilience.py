@@ -27,16 +27,16 @@ from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 NO_STEP = -1
 
 
-def _current_lr(trainer: L.Trainer) -> float | None:
-    lr = trainer.optimizers[0].param_groups[0].get("lr") if trainer.optimizers else None
-    return float(lr) if lr is not None else None
+def _current_lr(trainer: L.Trainer) -> float | Tensor | None:
+    """As stored: converting a tensor learning rate to a float here would sync with the device every step."""
+    return trainer.optimizers[0].param_groups[0].get("lr") if trainer.optimizers else None
 
 
-def _optimizer_description(trainer: L.Trainer, lr: float | None) -> str:
+def _optimizer_description(trainer: L.Trainer, lr: float | Tensor | None) -> str:
     if not trainer.optimizers:
         return "no optimizer"
     name = type(trainer.optimizers[0]).__name__
-    return f"{name}(lr={lr:g})" if lr is not None else name
+    return f"{name}(lr={float(lr):g})" if lr is not None else name
 
 
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -60,7 +60,7 @@ class DivergenceGuard(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._first_bad_step: Tensor | None = None
         self._first_bad_loss: Tensor | None = None
-        self._lr_by_step: dict[int, float | None] = {}  # since the last check: schedulers change the lr
+        self._lr_by_step: dict[int, float | Tensor | None] = {}  # since the last check: schedulers change the lr
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_bad_step = torch.full((), NO_STEP, dtype=torch.long, device=pl_module.device)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from jsonargparse import _typehints as jsonargparse_typehints
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from mnist_lit.data import MNISTDataModule, black_pixel_value
+from mnist_lit.data import MNISTDataError, MNISTDataModule, black_pixel_value
+from mnist_lit.errors import ConfigurationError, PredictionInputError, RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
+from mnist_lit.runs import claim_run_version, find_last_checkpoint, logger_runs_dir
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -67,8 +71,13 @@ class MNISTLitCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         _optimizers_start_from_their_own_defaults()
         defaults = {"default_config_files": [str(default_config_path())]}
-        # With subcommands each one has its own parser; with ``run=False`` there is a single parser.
-        kwargs.setdefault("parser_kwargs", {subcommand: defaults for subcommand in SUBCOMMANDS} if run else defaults)
+        parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
+        if run:  # each subcommand has its own parser
+            for subcommand in SUBCOMMANDS:
+                parser_kwargs[subcommand] = defaults | dict(parser_kwargs.get(subcommand, {}))
+        else:  # ``run=False`` builds a single parser
+            parser_kwargs = defaults | parser_kwargs
+        kwargs["parser_kwargs"] = parser_kwargs
         # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
@@ -88,6 +97,65 @@ class MNISTLitCLI(LightningCLI):
             )
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then settle where the run writes and which checkpoint ``last`` means."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        runs_dir, version = logger_runs_dir(config)
+        if config.get("ckpt_path") == "last" and runs_dir is not None:
+            found = find_last_checkpoint(runs_dir)
+            if found is None:
+                print(
+                    f"mnist-lit: no last checkpoint under {runs_dir}/version_*/checkpoints; starting from scratch.",
+                    file=sys.stderr,
+                )
+                config.ckpt_path = None
+            else:
+                config.ckpt_path, found_version = str(found[0]), found[1]
+                if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
+                    config.trainer.logger.init_args.version = version = found_version
+                    self.save_config_kwargs["overwrite"] = True  # config.yaml then records the resuming command
+        ckpt_path = config.get("ckpt_path")
+        if _names_a_missing_local_file(ckpt_path):
+            raise ConfigurationError(
+                f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file written by "
+                "`mnist-lit fit` (under logs/<name>/version_N/checkpoints/), or `last` for the newest run's last one."
+            )
+        if subcommand != "predict" and runs_dir is not None and version is None:
+            config.trainer.logger.init_args.version = claim_run_version(runs_dir)
+        if subcommand != "fit" and ckpt_path and Path(ckpt_path).is_file():
+            _use_checkpoint_preprocessing(config)
+        if subcommand == "predict":  # stdout carries the JSON lines; nothing else is written anywhere
+            config.trainer.enable_progress_bar = False
+            config.trainer.logger = False
+            self.save_config_callback = None  # it would drop a config.yaml into the working directory
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a value they reject is a configuration error, found before training."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, MisconfigurationException) as error:
+            raise ConfigurationError(str(error)) from error
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "predict":
+            from mnist_lit.predict import JsonLinesPredictionWriter
+
+            trainer.callbacks.append(JsonLinesPredictionWriter())
+        return trainer
+
+    def after_predict(self) -> None:
+        failures = getattr(self.datamodule, "predict_failures", [])
+        if failures:
+            total = len(failures) + len(self.datamodule.predict_files or [])
+            raise PredictionInputError(
+                f"{len(failures)} of {total} inputs could not be read (each is named above); the others were predicted."
+            )
+
     def after_fit(self) -> None:
         if not self.config.fit.test_after_fit or self.trainer.interrupted:
             return
@@ -99,15 +167,50 @@ class MNISTLitCLI(LightningCLI):
             print(f"test/acc: {results[0]['test/acc']:.4f} ({source})")
 
 
+def _names_a_missing_local_file(ckpt_path: str | None) -> bool:
+    """A plain path that is not there (Lightning's own keywords and remote URLs are left to Lightning)."""
+    if ckpt_path is None or ckpt_path in ("last", "best", "hpc") or ckpt_path.startswith("registry"):
+        return False
+    return "://" not in ckpt_path and not Path(ckpt_path).is_file()
+
+
+def _use_checkpoint_preprocessing(config: Namespace) -> None:
+    """Feed a trained model its inputs the way it was trained (normalized or not), whatever the defaults say."""
+    checkpoint = torch.load(config.ckpt_path, map_location="cpu", weights_only=True)
+    normalize = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize")
+    if isinstance(normalize, bool) and "data" in config:
+        config.data.normalize = normalize
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"mnist-lit: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(args: Any = None) -> None:
-    """``mnist-lit compare ...`` runs the comparison command; anything else is LightningCLI's."""
+    """The ``mnist-lit`` command: the project's own errors end in one paragraph on stderr, not a traceback.
+
+    ``mnist-lit compare ...`` runs the comparison command; anything else is LightningCLI's.
+    """
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list | tuple) and argv[:1] == ["compare"]:
         from mnist_lit.compare import main as compare_main  # only this command needs it
 
         compare_main(list(argv[1:]))
         return
-    MNISTLitCLI(args=args)
+    try:
+        MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:
+        given = [str(arg) for arg in args] if isinstance(args, list | tuple) else sys.argv[1:]
+        subcommand = next((f"{arg} " for arg in given if arg in SUBCOMMANDS), "")
+        _fail(f"{error}\nRun `mnist-lit {subcommand}--help` to see the options.", 2)
+    except (ConfigurationError, MNISTDataError) as error:
+        _fail(str(error), 2)
+    except (TrainingDivergedError, PredictionInputError) as error:
+        _fail(str(error), 1)
+    except RunInterrupted as interrupted:
+        print(f"mnist-lit: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
+import socket
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,18 +153,48 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(data_dir).expanduser()
 
 
+NETWORK_TIMEOUT_S = 10.0
+
+
+def unreachable_reason(urls: list[str], timeout: float = NETWORK_TIMEOUT_S) -> str | None:
+    """Why none of ``urls`` can be reached (one quick connection attempt each), or None if one can.
+
+    torchvision's downloader has no timeout and retries every mirror for every file, so without a
+    network it can hang or print a page of errors; one probe per host answers the question first.
+    A configured HTTP(S) proxy is probed instead of the hosts, since that is where urllib connects.
+    """
+    reasons = []
+    proxies = urllib.request.getproxies()
+    for url in urls:
+        parts = urllib.parse.urlsplit(proxies.get(urllib.parse.urlsplit(url).scheme) or url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+            return None
+        except OSError as error:
+            reasons.append(f"{parts.hostname}: {error.strerror or error}")
+    return "; ".join(reasons)
+
+
 def download_mnist(data_dir: Path) -> None:
     """Fetch the four files with torchvision into ``<data_dir>/MNIST/raw`` (it verifies each archive)."""
     from torchvision.datasets import MNIST
 
+    missing = missing_files(data_dir / "MNIST" / "raw")
+    reason = unreachable_reason(list(MNIST.mirrors))
+    if reason is not None:
+        raise MNISTDataError(f"{missing_files_message(data_dir, missing)} (Downloading failed: no network, {reason}.)")
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(NETWORK_TIMEOUT_S)  # torchvision's urlopen calls take no timeout of their own
     try:
         MNIST(str(data_dir), train=True, download=True)
         MNIST(str(data_dir), train=False, download=True)
     except Exception as error:  # torchvision raises bare RuntimeErrors/URLErrors on network problems
         missing = missing_files(data_dir / "MNIST" / "raw")
-        raise MNISTDataError(
-            f"Downloading MNIST failed ({error}). {missing_files_message(data_dir, missing)}"
-        ) from error
+        detail = " ".join(str(error).split())
+        raise MNISTDataError(f"{missing_files_message(data_dir, missing)} (Downloading failed: {detail})") from error
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def split_indices(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -172,10 +206,11 @@ def split_indices(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Ten
 class EpochBatchSampler:
     """Yields index batches for one rank; the order is a pure function of (seed, epoch).
 
-    Lightning calls ``set_epoch`` at the start of every epoch, so a resumed run replays exactly the
-    batches an uninterrupted run would see. Under DDP every rank draws the same permutation and keeps
-    every ``world_size``-th element, which gives disjoint shards of equal length (the tail that does not
-    divide evenly is dropped while shuffling, so no rank waits on a batch the others do not have).
+    Lightning calls ``set_epoch`` (through ``TensorBatchLoader.sampler``) at the start of every epoch,
+    so a resumed run replays exactly the batches an uninterrupted run would see. Under DDP every rank
+    draws the same permutation and keeps every ``world_size``-th element, which gives disjoint shards of
+    equal length (the tail that does not divide evenly is dropped while shuffling, so no rank waits on
+    a batch the others do not have).
     """
 
     def __init__(
@@ -220,20 +255,44 @@ class EpochBatchSampler:
 class TensorBatchLoader:
     """Iterates ``(images, labels)`` batches as index slices of two whole-split tensors.
 
-    It stands where a ``DataLoader`` would: Lightning finds ``batch_sampler.set_epoch`` the same way.
+    It stands where a ``DataLoader`` would. ``sampler`` is where Lightning looks for ``set_epoch``
+    (it never calls it on a batch sampler), and ``state_dict``/``load_state_dict`` make it resumable:
+    a run restored from a mid-epoch checkpoint skips the batches the interrupted run already trained
+    on, so it sees exactly the batches an uninterrupted run would.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_sampler: EpochBatchSampler) -> None:
         self.images = images
         self.labels = labels
         self.batch_sampler = batch_sampler
+        self._served = 0  # batches handed out in the current pass over this epoch
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) from a checkpoint
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        return self.batch_sampler
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for indices in self.batch_sampler:
+        # A generator: the epoch is read on the first ``next``, after Lightning's ``set_epoch``.
+        skip = 0
+        if self._resume is not None:
+            resume_epoch, resume_skip = self._resume
+            self._resume = None
+            skip = resume_skip if resume_epoch == self.batch_sampler.epoch else 0
+        self._served = skip
+        for indices in itertools.islice(self.batch_sampler, skip, None):
+            self._served += 1
             yield self.images[indices], self.labels[indices]
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.batch_sampler.epoch, "batches_served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip the served batches on the next pass, if that pass is the same epoch (else start fresh)."""
+        self._resume = (int(state["epoch"]), int(state["batches_served"]))
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -248,6 +307,8 @@ class MNISTDataModule(L.LightningDataModule):
         download: fetch the files with torchvision when they are missing.
         verify_checksums: check each file against the official md5; turn off only for other IDX data
             of the same layout (any number of images), such as the tests' synthetic files.
+        predict_paths: image files or folders to predict on (``predict`` then needs no MNIST files);
+            by default ``predict`` runs on the official test images.
     """
 
     def __init__(
@@ -259,6 +320,7 @@ class MNISTDataModule(L.LightningDataModule):
         normalize: bool = True,
         download: bool = True,
         verify_checksums: bool = True,
+        predict_paths: list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -276,6 +338,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.normalize = normalize
         self.download = download
         self.verify_checksums = verify_checksums
+        self.predict_paths = predict_paths
+        self.predict_files: list[str] | None = None  # the images behind the predict batches, in order
+        self.predict_failures: list[tuple[str, str]] = []  # (file, reason) for inputs that could not be read
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -284,6 +349,8 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download only what is missing; never writes when the files are there (read-only copies work)."""
+        if self._predicts_on_files():
+            return
         missing = missing_files(self.raw_dir)
         if not missing:
             return
@@ -301,8 +368,17 @@ class MNISTDataModule(L.LightningDataModule):
             train, val = split_indices(len(labels), self.val_size, self.seed)
             self._splits["train"] = images[train], labels[train]
             self._splits["val"] = images[val], labels[val]
-        if stage in ("test", "predict") and "test" not in self._splits:
+        if stage == "predict" and self._predicts_on_files():
+            from mnist_lit.predict import load_digit_images  # images from files: only this stage needs PIL
+
+            inputs = load_digit_images(self.predict_paths or [])
+            self._splits["files"] = inputs.images, torch.arange(len(inputs.files))
+            self.predict_files, self.predict_failures = inputs.files, inputs.failures
+        elif stage in ("test", "predict") and "test" not in self._splits:
             self._splits["test"] = self._load("test")
+
+    def _predicts_on_files(self) -> bool:
+        return self.predict_paths is not None and (self.trainer is None or self.trainer.predicting)
 
     def _load(self, prefix: str) -> tuple[Tensor, Tensor]:
         images = load_idx_file(self.raw_dir, MNIST_FILES[f"{prefix}_images"], self.verify_checksums)
@@ -337,7 +413,8 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", shuffle=False)
+        """Batches of (images, index of their file in ``predict_files``), or of the test split."""
+        return self._loader("files" if self._predicts_on_files() else "test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         """Turn uint8 pixels into model input on the target device (4× less to copy than float)."""

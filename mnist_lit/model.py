@@ -18,6 +18,31 @@ from mnist_lit.nets import Activation, Init, InputLayer, build_mlp
 from mnist_lit.optimizers import build_optimizer, check_optimizer_fits, optimizer_class
 
 
+def check_optimizer(optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None = None) -> None:
+    """Build the optimizer (and scheduler) once on a stand-in parameter, so that a bad argument such as a
+    negative learning rate fails when the model is built, not when ``fit`` reaches ``configure_optimizers``.
+    torch accepts ``lr=0``, which would silently never train, so that is refused here too.
+    """
+    try:
+        probe = optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        message = f"model.optimizer cannot be built: {error}. Fix its arguments (--model.optimizer.*)."
+        raise ValueError(message) from error
+    lr = probe.param_groups[0].get("lr")
+    if lr is not None and not float(lr) > 0:
+        raise ValueError(
+            f"model.optimizer.lr must be positive, got {float(lr):g}: {type(probe).__name__} would never change "
+            "the weights. Set e.g. --model.optimizer.lr 0.01."
+        )
+    if lr_scheduler is not None:
+        try:
+            lr_scheduler(probe)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"model.lr_scheduler cannot be built: {error}. Fix its arguments (--model.lr_scheduler.*)."
+            ) from error
+
+
 class MNISTClassifier(L.LightningModule):
     """A multilayer perceptron on flattened 28×28 digits, returning logits for the 10 classes.
 
@@ -53,6 +78,7 @@ class MNISTClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_optimizer(optimizer, lr_scheduler)
         check_optimizer_fits(input_layer, optimizer_class(optimizer))
         self.net = build_mlp(list(hidden_sizes), activation, init, negative_slope, input_layer, pixel_background)
         self.make_optimizer = optimizer

@@ -1,0 +1,257 @@
+"""Nothing is lost: interrupted runs resume to the same result, checkpoints are whole, runs keep their folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_lit.cli import MNISTLitCLI, main
+from mnist_lit.data import MNISTDataModule
+from mnist_lit.errors import RunInterrupted
+from mnist_lit.model import MNISTClassifier
+from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt
+from mnist_lit.runs import claim_next_version
+from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS, make_synthetic_mnist
+
+STEPS_PER_EPOCH = 5  # 500 synthetic training images in batches of 100
+
+
+class SendSignal(L.Callback):
+    """Test helper: the process signals itself at the start of one training step, as ``kill`` would."""
+
+    def __init__(self, signum: int, at_step: int) -> None:
+        self.signum = signum
+        self.at_step = at_step
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalDuringValidation(L.Callback):
+    """Test helper: Ctrl+C while the last validation runs."""
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class RecordBatches(L.Callback):
+    """Test helper: the labels of every training batch, per epoch."""
+
+    def __init__(self) -> None:
+        self.labels: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.labels.setdefault(trainer.current_epoch, []).append(batch[1].clone())
+
+
+class HangAtStep(L.Callback):
+    """Test helper: at one step, tell the test (through a file) and hang until killed."""
+
+    def __init__(self, at_step: int, marker: str) -> None:
+        self.at_step = at_step
+        self.marker = marker
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.at_step:
+            Path(self.marker).write_text(str(os.getpid()))
+            time.sleep(300)
+
+
+def fit_args(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "fit", "--data.data_dir", str(data_dir), *SYNTHETIC_DATA_ARGS,
+        "--trainer.max_epochs", "2", "--model.hidden_sizes", "[32]",
+        "--trainer.logger.init_args.save_dir", str(run_dir / "logs"),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra,
+    ]  # fmt: skip
+
+
+def extra_callback(callback: type[L.Callback], **init_args: Any) -> str:
+    path = f"{callback.__module__}.{callback.__qualname__}"
+    return "--trainer.callbacks+=" + json.dumps({"class_path": path, "init_args": init_args})
+
+
+def outcome(cli: MNISTLitCLI) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """The final metrics (test of the best checkpoint, validation of the final weights) and the final weights."""
+    metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items() if key.startswith("test/")}
+    (validation,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    metrics.update(validation)
+    last = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    return metrics, torch.load(last, weights_only=False)["state_dict"]
+
+
+def run_cli_in(directory: Path, args: Sequence[str], monkeypatch: pytest.MonkeyPatch) -> MNISTLitCLI:
+    monkeypatch.chdir(directory)
+    monkeypatch.setattr(sys, "argv", ["mnist-lit"])
+    return MNISTLitCLI(args=list(args))
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_mnist(tmp_path_factory.mktemp("data"), num_train=600)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return outcome(run_cli_in(run_dir, fit_args(synthetic_root, run_dir), monkeypatch))
+
+
+def assert_same_outcome(
+    resumed: tuple[dict[str, float], dict[str, torch.Tensor]],
+    reference: tuple[dict[str, float], dict[str, torch.Tensor]],
+) -> None:
+    metrics, weights = resumed
+    assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= metrics.keys()
+    assert metrics == reference[0]
+    assert weights.keys() == reference[1].keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, reference[1][name]), name
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_result(
+    signum: int,
+    synthetic_root: Path,
+    uninterrupted: tuple[dict[str, float], dict[str, torch.Tensor]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    at_step = STEPS_PER_EPOCH + 2  # the third batch of the second epoch
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mnist-lit"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(synthetic_root, tmp_path, extra_callback(SendSignal, signum=int(signum), at_step=at_step)))
+    assert exit_info.value.code == 128 + signum
+    last = tmp_path / "logs" / "mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    assert f"saved {last}" in capsys.readouterr().err
+    assert torch.load(last, weights_only=False)["global_step"] == at_step + 1  # the signalled batch was finished
+
+    resumed = run_cli_in(tmp_path, fit_args(synthetic_root, tmp_path, "--ckpt_path", "last"), monkeypatch)
+    assert resumed.trainer.logger.version == 0  # the run continues in its own folder
+    assert_same_outcome(outcome(resumed), uninterrupted)
+
+
+def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint_to_the_same_result(
+    synthetic_root: Path,
+    uninterrupted: tuple[dict[str, float], dict[str, torch.Tensor]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL cannot be caught: a real process is killed mid-epoch and the resumed run redoes that epoch."""
+    marker = tmp_path / "hanging"
+    hang = extra_callback(HangAtStep, at_step=STEPS_PER_EPOCH + 3, marker=str(marker))
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "mnist_lit", *fit_args(synthetic_root, tmp_path, hang)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while not marker.exists():
+            if process.poll() is not None:
+                pytest.fail(f"training exited before it could be killed:\n{process.stderr.read().decode()[-3000:]}")
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.wait()
+    checkpoints = tmp_path / "logs" / "mnist" / "version_0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    assert not list(checkpoints.glob(".*.tmp"))
+
+    resumed = run_cli_in(tmp_path, fit_args(synthetic_root, tmp_path, "--ckpt_path", "last"), monkeypatch)
+    assert_same_outcome(outcome(resumed), uninterrupted)
+
+
+def test_a_write_cut_short_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+
+    def killed_while_writing(obj: object, stream: Any) -> None:
+        stream.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # stands for the process dying mid-write
+
+    monkeypatch.setattr("mnist_lit.resilience.torch.save", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
+    assert io.load_checkpoint(path)["global_step"] == 1
+    assert [entry.name for entry in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_concurrent_runs_claim_different_folders(tmp_path: Path) -> None:
+    (tmp_path / "mnist" / "version_3").mkdir(parents=True)
+    claimed: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: claimed.append(claim_next_version(tmp_path / "mnist"))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == list(range(4, 12))
+
+
+def test_two_runs_in_one_folder_never_share_logs_or_checkpoints(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = fit_args(synthetic_root, tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false",
+                    "--trainer.limit_train_batches", "2", "--trainer.num_sanity_val_steps", "0")  # fmt: skip
+    first = run_cli_in(tmp_path, args, monkeypatch)
+    second = run_cli_in(tmp_path, args, monkeypatch)
+    assert (first.trainer.logger.version, second.trainer.logger.version) == (0, 1)
+    assert first.trainer.checkpoint_callback.dirpath != second.trainer.checkpoint_callback.dirpath
+    assert isinstance(first.trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # defaults.yaml switches it on
+    for version in (0, 1):
+        assert (tmp_path / "logs" / "mnist" / f"version_{version}" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_training_reshuffles_every_epoch(synthetic_root: Path) -> None:
+    """Lightning calls ``set_epoch`` only on a loader's ``sampler``: without it every epoch repeats epoch 0."""
+    record = RecordBatches()
+    trainer = L.Trainer(
+        max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False, callbacks=[record],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    datamodule = MNISTDataModule(str(synthetic_root), val_size=100, verify_checksums=False, download=False)
+    trainer.fit(MNISTClassifier(hidden_sizes=[8]), datamodule)
+    first, second = (torch.cat(record.labels[epoch]) for epoch in (0, 1))
+    assert sorted(first.tolist()) == sorted(second.tolist())  # the same images...
+    assert not torch.equal(first, second)  # ...in a new order
+
+
+def test_ctrl_c_during_the_last_validation_is_not_swallowed(synthetic_root: Path, tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[CheckpointOnInterrupt(), SignalDuringValidation()],
+    )  # fmt: skip
+    datamodule = MNISTDataModule(str(synthetic_root), val_size=100, verify_checksums=False, download=False)
+    with pytest.raises(RunInterrupted, match="after the last training step") as interrupted:
+        trainer.fit(MNISTClassifier(hidden_sizes=[8]), datamodule)
+    assert interrupted.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was given back

@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mnist_lit.cli import MNISTLitCLI, default_config_path
+from mnist_lit.errors import TrainingDivergedError
 
 # The lecture's order; other files in the folder follow alphabetically.
 OPTIMIZER_ORDER = (
@@ -107,12 +108,11 @@ class VariantResult:
 
 
 class EpochRecorder(L.Callback):
-    """Records ``val/acc`` and the wall time of every epoch, and stops a run whose loss is no longer finite."""
+    """Records ``val/acc`` and the wall time of every epoch (divergence is the DivergenceGuard's job)."""
 
     def __init__(self) -> None:
         self.val_acc: list[float] = []
         self.epoch_seconds: list[float] = []
-        self.divergence = ""
         self._epoch_start = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -124,14 +124,8 @@ class EpochRecorder(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics = trainer.callback_metrics
-        if "val/acc" in metrics:
-            self.val_acc.append(float(metrics["val/acc"]))
-        for name in ("train/loss", "val/loss"):
-            if name in metrics and not math.isfinite(float(metrics[name])):
-                self.divergence = f"{name} became {float(metrics[name])} in epoch {trainer.current_epoch + 1}"
-                trainer.should_stop = True
-                return
+        if "val/acc" in trainer.callback_metrics:
+            self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -257,6 +251,9 @@ def run_variant(args: Sequence[str], name: str) -> VariantResult:
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             defaults = {"callbacks": [recorder]}
             cli = MNISTLitCLI(args=list(args), parser_kwargs=parser_kwargs(), trainer_defaults=defaults)
+    except TrainingDivergedError as error:  # a result, not a failure: re-runs skip it
+        result.status = "diverged"
+        result.error = str(error)
     except Exception as error:  # recorded in the table; the other variants go on
         result.error = "".join(traceback.format_exception_only(error)).strip()
         print(traceback.format_exc())
@@ -264,8 +261,7 @@ def run_variant(args: Sequence[str], name: str) -> VariantResult:
         result.parameters = sum(parameter.numel() for parameter in cli.model.parameters())
         test_acc = cli.trainer.callback_metrics.get("test/acc")
         result.test_acc = float(test_acc) if test_acc is not None else None
-        result.status = "diverged" if recorder.divergence else "ok"
-        result.error = recorder.divergence
+        result.status = "ok"
     result.val_acc_per_epoch = recorder.val_acc
     if recorder.epoch_seconds:
         result.seconds_per_epoch = sum(recorder.epoch_seconds) / len(recorder.epoch_seconds)

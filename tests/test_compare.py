@@ -88,10 +88,10 @@ def test_a_failing_variant_is_recorded_the_others_go_on_and_a_rerun_finishes_onl
     first = {result.variant: result for result in compare.main(command)}
     assert trained == ["raises", "adam", "diverges"]
     assert first["raises"].status == "failed"
-    assert "ValueError" in first["raises"].error and "model.input_layer: sparse" in first["raises"].error
+    assert "ConfigurationError" in first["raises"].error and "model.input_layer: sparse" in first["raises"].error
     assert first["adam"].status == "ok" and first["adam"].epochs == 2
-    assert first["diverges"].status == "diverged" and "nan" in first["diverges"].error
-    assert first["diverges"].epochs == 1  # stopped after the first epoch that was no longer finite
+    assert first["diverges"].status == "diverged" and "became nan at step" in first["diverges"].error
+    assert first["diverges"].epochs == 0  # stopped at the first logged non-finite loss, before any validation
     parent = tmp_path / "logs" / "compare" / "robust"
     table = (parent / "results.md").read_text()
     assert "| raises | failed |" in table and "| diverges | diverged |" in table

@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs" / "experiments" / "vanishing_gradient"
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 _LAYER_TAG = re.compile(r"^grad_norm/layer_(\d+)$")
+_DEAD_TAG = re.compile(r"^activations/dead_fraction/layer_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -34,24 +35,31 @@ class GradientProfile:
     activation: str
     steps: int
     layer_norms: tuple[float, ...]
+    dead_fractions: tuple[float, ...] = ()  # per hidden layer at the last logged step; ReLU family only
 
     @property
     def first_to_last(self) -> float:
         return self.layer_norms[0] / self.layer_norms[-1]
 
 
-def read_gradient_norms(run_dir: Path) -> dict[int, list[float]]:
-    """``grad_norm/layer_i`` values of one TensorBoard run, by layer index, in step order."""
+def read_layer_scalars(run_dir: Path, pattern: re.Pattern[str]) -> dict[int, list[float]]:
+    """The values of the per-layer scalar tags matching ``pattern`` in one TensorBoard run, by layer, in step order."""
     events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
     events.Reload()
-    norms: dict[int, list[float]] = {}
+    values: dict[int, list[float]] = {}
     for tag in events.Tags()[SCALARS]:
-        match = _LAYER_TAG.match(tag)
+        match = pattern.match(tag)
         if match:
-            norms[int(match.group(1))] = [event.value for event in sorted(events.Scalars(tag), key=lambda e: e.step)]
+            values[int(match.group(1))] = [event.value for event in sorted(events.Scalars(tag), key=lambda e: e.step)]
+    return dict(sorted(values.items()))
+
+
+def read_gradient_norms(run_dir: Path) -> dict[int, list[float]]:
+    """``grad_norm/layer_i`` values of one TensorBoard run, by layer index, in step order."""
+    norms = read_layer_scalars(run_dir, _LAYER_TAG)
     if not norms:
         raise RuntimeError(f"No grad_norm/layer_i scalars in {run_dir}: is the GradientNorms callback configured?")
-    return dict(sorted(norms.items()))
+    return norms
 
 
 def train_run(
@@ -101,19 +109,22 @@ def measure(
             run_dir = train_run(activation, steps, log_every_n_steps, root, extra_args)
             norms = read_gradient_norms(run_dir)
             means = tuple(sum(values) / len(values) for values in norms.values())
-            profiles.append(GradientProfile(activation, steps, means))
+            dead = tuple(values[-1] for values in read_layer_scalars(run_dir, _DEAD_TAG).values())
+            profiles.append(GradientProfile(activation, steps, means, dead))
         return profiles
 
 
 def markdown_table(profiles: Sequence[GradientProfile]) -> str:
     """Per-activation first/last layer norms and their ratio, as a Markdown table."""
     lines = [
-        "| activation | grad norm, layer 0 (input) | grad norm, last layer (output) | ratio first / last |",
-        "|---|---:|---:|---:|",
+        "| activation | grad norm, layer 0 (input) | grad norm, last layer (output) | ratio first / last "
+        "| dead units at the end (mean over hidden layers) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for profile in profiles:
         first, last = profile.layer_norms[0], profile.layer_norms[-1]
-        lines.append(f"| {profile.activation} | {first:.2e} | {last:.2e} | {profile.first_to_last:.2e} |")
+        dead = f"{sum(profile.dead_fractions) / len(profile.dead_fractions):.1%}" if profile.dead_fractions else "n/a"
+        lines.append(f"| {profile.activation} | {first:.2e} | {last:.2e} | {profile.first_to_last:.2e} | {dead} |")
     return "\n".join(lines)
 
 

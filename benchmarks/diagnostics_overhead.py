@@ -1,0 +1,79 @@
+"""What the diagnostics callbacks cost: the same training steps with and without them, on real MNIST.
+
+The callbacks compute only on the steps they log (every ``log_every_n_steps``), so the difference should
+be a few per cent at the shipped logging interval. Runs alternate (off, on, off, on, ...) so that a machine
+whose load drifts affects both sides alike; the median of each side is reported.
+
+    python -m benchmarks.diagnostics_overhead --steps 300 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mnist_lit.callbacks import ActivationStats, GradientNorms, HParamsSummary, LayerHistograms, PredictionFigures
+from mnist_lit.data import MNISTDataModule
+from mnist_lit.model import MNISTClassifier
+
+
+def diagnostics() -> list[L.Callback]:
+    return [GradientNorms(), ActivationStats(), LayerHistograms(), PredictionFigures()]
+
+
+def time_fit(
+    datamodule: MNISTDataModule, steps: int, log_every_n_steps: int, with_diagnostics: bool, save_dir: Path
+) -> float:
+    """Seconds spent in ``trainer.fit`` for ``steps`` steps of the recommended 784-256-256-10 ReLU MLP."""
+    L.seed_everything(0, verbose=False)
+    model = MNISTClassifier(hidden_sizes=[256, 256], optimizer=partial(torch.optim.Adam, lr=1e-3))
+    callbacks = [HParamsSummary(), *(diagnostics() if with_diagnostics else [])]
+    trainer = L.Trainer(
+        max_steps=steps,
+        log_every_n_steps=log_every_n_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=TensorBoardLogger(save_dir, name="overhead", default_hp_metric=False),
+        callbacks=callbacks,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule)
+    return time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--log-every-n-steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=None, help="directory holding MNIST/raw (default: $MNIST_LIT_DATA_DIR)")
+    args = parser.parse_args(argv)
+    datamodule = MNISTDataModule(args.data_dir, download=False)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="diagnostics_overhead_") as scratch:
+        time_fit(datamodule, 20, args.log_every_n_steps, True, Path(scratch))  # warm-up: data load, lazy imports
+        for _ in range(args.repeats):
+            for with_diagnostics in (False, True):
+                elapsed = time_fit(datamodule, args.steps, args.log_every_n_steps, with_diagnostics, Path(scratch))
+                seconds[with_diagnostics].append(elapsed)
+    off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
+    print(f"steps: {args.steps}, log_every_n_steps: {args.log_every_n_steps}, repeats: {args.repeats}")
+    print(f"without diagnostics: {off:.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds[False])})")
+    print(f"with diagnostics:    {on:.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds[True])})")
+    print(f"overhead: {100 * (on - off) / off:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 
 The callbacks compute only on the steps they log (every ``log_every_n_steps``), so the difference should
 be a few per cent at the shipped logging interval. Runs alternate (off, on, off, on, ...) so that a machine
-whose load drifts affects both sides alike; the median of each side is reported.
+whose load drifts affects both sides alike; the median of each side is reported, both as wall time and as
+the CPU time of this process (all its threads), which other jobs on a shared machine disturb much less.
 
     python -m benchmarks.diagnostics_overhead --steps 300 --repeats 3
 """
@@ -32,8 +33,8 @@ def diagnostics() -> list[L.Callback]:
 
 def time_fit(
     datamodule: MNISTDataModule, steps: int, log_every_n_steps: int, with_diagnostics: bool, save_dir: Path
-) -> float:
-    """Seconds spent in ``trainer.fit`` for ``steps`` steps of the recommended 784-256-256-10 ReLU MLP."""
+) -> tuple[float, float]:
+    """(wall, CPU) seconds spent in ``trainer.fit`` for ``steps`` steps of the recommended 784-256-256-10 MLP."""
     L.seed_everything(0, verbose=False)
     model = MNISTClassifier(hidden_sizes=[256, 256], optimizer=partial(torch.optim.Adam, lr=1e-3))
     callbacks = [HParamsSummary(), *(diagnostics() if with_diagnostics else [])]
@@ -48,9 +49,9 @@ def time_fit(
         logger=TensorBoardLogger(save_dir, name="overhead", default_hp_metric=False),
         callbacks=callbacks,
     )
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -61,18 +62,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="directory holding MNIST/raw (default: $MNIST_LIT_DATA_DIR)")
     args = parser.parse_args(argv)
     datamodule = MNISTDataModule(args.data_dir, download=False)
-    seconds: dict[bool, list[float]] = {False: [], True: []}
+    seconds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="diagnostics_overhead_") as scratch:
         time_fit(datamodule, 20, args.log_every_n_steps, True, Path(scratch))  # warm-up: data load, lazy imports
         for _ in range(args.repeats):
             for with_diagnostics in (False, True):
                 elapsed = time_fit(datamodule, args.steps, args.log_every_n_steps, with_diagnostics, Path(scratch))
                 seconds[with_diagnostics].append(elapsed)
-    off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
     print(f"steps: {args.steps}, log_every_n_steps: {args.log_every_n_steps}, repeats: {args.repeats}")
-    print(f"without diagnostics: {off:.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds[False])})")
-    print(f"with diagnostics:    {on:.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds[True])})")
-    print(f"overhead: {100 * (on - off) / off:+.1f} %")
+    print("| measure | without diagnostics (median) | with diagnostics (median) | overhead | all runs, off / on |")
+    print("|---|---:|---:|---:|---|")
+    for column, name in ((0, "wall s"), (1, "CPU s")):
+        off = [run[column] for run in seconds[False]]
+        on = [run[column] for run in seconds[True]]
+        change = 100 * (statistics.median(on) - statistics.median(off)) / statistics.median(off)
+        runs = ", ".join(f"{value:.1f}" for value in off) + " / " + ", ".join(f"{value:.1f}" for value in on)
+        print(f"| {name} | {statistics.median(off):.1f} | {statistics.median(on):.1f} | {change:+.1f} % | {runs} |")
 
 
 if __name__ == "__main__":

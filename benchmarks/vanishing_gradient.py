@@ -62,11 +62,13 @@ def read_gradient_norms(run_dir: Path) -> dict[int, list[float]]:
     return norms
 
 
-def train_run(
-    activation: str, steps: int, log_every_n_steps: int, save_dir: Path, extra_args: Sequence[str] = ()
+def train_config(
+    config: Path, steps: int, log_every_n_steps: int, save_dir: Path, extra_args: Sequence[str] = ()
 ) -> Path:
-    """Train one experiment config for ``steps`` optimizer steps; returns its TensorBoard run directory."""
-    config = CONFIG_DIR / f"{activation}.yaml"
+    """Train one experiment config alone for ``steps`` optimizer steps, without validation or the final test.
+
+    Returns its TensorBoard run directory: ``save_dir/<experiment>/<config name>``, as the config names it.
+    """
     MNISTLitCLI(
         args=[
             "fit",
@@ -91,7 +93,14 @@ def train_run(
             *extra_args,
         ]
     )
-    return save_dir / "vanishing_gradient" / activation
+    return save_dir / config.parent.name / config.stem
+
+
+def train_run(
+    activation: str, steps: int, log_every_n_steps: int, save_dir: Path, extra_args: Sequence[str] = ()
+) -> Path:
+    """Train the vanishing-gradient config of one activation; returns its TensorBoard run directory."""
+    return train_config(CONFIG_DIR / f"{activation}.yaml", steps, log_every_n_steps, save_dir, extra_args)
 
 
 def measure(

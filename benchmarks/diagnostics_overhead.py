@@ -3,7 +3,11 @@
 The callbacks compute only on the steps they log (every ``log_every_n_steps``), so the difference should
 be a few per cent at the shipped logging interval. Runs alternate (off, on, off, on, ...) so that a machine
 whose load drifts affects both sides alike; the median of each side is reported, both as wall time and as
-the CPU time of this process (all its threads), which other jobs on a shared machine disturb much less.
+the CPU time of this process (all its threads). On a busy shared machine both swing by tens of per cent, so
+the runs with diagnostics also measure, with Lightning's ``SimpleProfiler``, the share of the training time
+spent inside the diagnostics' own callback hooks (reading gradients, writing scalars and histograms): a
+ratio within one run, which the machine's load hardly moves. Not included there: the forward hooks'
+per-layer statistics on logged steps, which run inside the forward pass.
 
     python -m benchmarks.diagnostics_overhead --steps 300 --repeats 3
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.profilers import SimpleProfiler
 
 from mnist_lit.callbacks import ActivationStats, GradientNorms, HParamsSummary, LayerHistograms, PredictionFigures
 from mnist_lit.data import MNISTDataModule
@@ -31,13 +36,26 @@ def diagnostics() -> list[L.Callback]:
     return [GradientNorms(), ActivationStats(), LayerHistograms(), PredictionFigures()]
 
 
+def diagnostics_share(profiler: SimpleProfiler, callbacks: Sequence[L.Callback]) -> float:
+    """Seconds in the given callbacks' hooks over the seconds of the training epochs, from the profiler's records."""
+    names = tuple(f"[Callback]{type(callback).__qualname__}." for callback in callbacks)
+    durations = profiler.recorded_durations
+    inside = sum(sum(times) for action, times in durations.items() if action.startswith(names))
+    return inside / sum(durations["run_training_epoch"])
+
+
 def time_fit(
     datamodule: MNISTDataModule, steps: int, log_every_n_steps: int, with_diagnostics: bool, save_dir: Path
-) -> tuple[float, float]:
-    """(wall, CPU) seconds spent in ``trainer.fit`` for ``steps`` steps of the recommended 784-256-256-10 MLP."""
+) -> tuple[float, float, float | None]:
+    """(wall s, CPU s, share of the time in the diagnostics' hooks) for ``trainer.fit`` of ``steps`` steps.
+
+    The model is the recommended 784-256-256-10 ReLU MLP with Adam.
+    """
     L.seed_everything(0, verbose=False)
     model = MNISTClassifier(hidden_sizes=[256, 256], optimizer=partial(torch.optim.Adam, lr=1e-3))
-    callbacks = [HParamsSummary(), *(diagnostics() if with_diagnostics else [])]
+    extra = diagnostics() if with_diagnostics else []
+    callbacks = [HParamsSummary(), *extra]
+    profiler = SimpleProfiler(dirpath=save_dir, filename="profile")
     trainer = L.Trainer(
         max_steps=steps,
         log_every_n_steps=log_every_n_steps,
@@ -48,10 +66,12 @@ def time_fit(
         enable_model_summary=False,
         logger=TensorBoardLogger(save_dir, name="overhead", default_hp_metric=False),
         callbacks=callbacks,
+        profiler=profiler,
     )
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, diagnostics_share(profiler, extra) if extra else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -62,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="directory holding MNIST/raw (default: $MNIST_LIT_DATA_DIR)")
     args = parser.parse_args(argv)
     datamodule = MNISTDataModule(args.data_dir, download=False)
-    seconds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    seconds: dict[bool, list[tuple[float, float, float | None]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="diagnostics_overhead_") as scratch:
         time_fit(datamodule, 20, args.log_every_n_steps, True, Path(scratch))  # warm-up: data load, lazy imports
         for _ in range(args.repeats):
@@ -78,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         change = 100 * (statistics.median(on) - statistics.median(off)) / statistics.median(off)
         runs = ", ".join(f"{value:.1f}" for value in off) + " / " + ", ".join(f"{value:.1f}" for value in on)
         print(f"| {name} | {statistics.median(off):.1f} | {statistics.median(on):.1f} | {change:+.1f} % | {runs} |")
+    shares = [run[2] for run in seconds[True] if run[2] is not None]
+    print(
+        f"time inside the diagnostics' callback hooks: {statistics.median(shares):.2%} of the training epochs "
+        f"(runs: {', '.join(f'{share:.2%}' for share in shares)})"
+    )
 
 
 if __name__ == "__main__":

@@ -104,12 +104,6 @@ _ZERO_FOR_NEGATIVE = (nn.ReLU, nn.ReLU6)
 _SLOPE_FOR_NEGATIVE = (nn.LeakyReLU, nn.PReLU, nn.RReLU)
 
 
-# Layout of the digit grids: rows of caption above each 28×28 digit, pixels between cells, zoom of the figure.
-_CAPTION_PIXELS = 12
-_GRID_PADDING = 2
-_GRID_ZOOM = 3
-
-
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
     """The SummaryWriters of the trainer's TensorBoard loggers, on rank zero only; empty for any other logger."""
     if not trainer.is_global_zero:
@@ -340,6 +334,12 @@ class LayerHistograms(_StepDiagnostic):
 # ----------------------------------------------------------------------------------------------------------------
 # Evaluation figures: which digits the model gets wrong, and as what.
 # ----------------------------------------------------------------------------------------------------------------
+
+
+# Layout of the digit grids: rows of caption above each 28×28 digit, pixels between cells, zoom of the figure.
+_CAPTION_PIXELS = 12
+_GRID_PADDING = 2
+_GRID_ZOOM = 3
 
 
 def digit_grid_figure(images: Tensor, predicted: Tensor, true: Tensor, columns: int = 8) -> Figure:

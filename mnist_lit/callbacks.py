@@ -164,10 +164,11 @@ class _StepDiagnostic(L.Callback):
         self.every_n_steps = every_n_steps
         self._last_logged_step = -1
 
-    def _is_due(self, trainer: L.Trainer) -> bool:
+    def _is_due(self, trainer: L.Trainer, last_logged_step: int) -> bool:
+        """Whether this step is a logging step not yet logged (``last_logged_step``) and TensorBoard is there."""
         interval = self.every_n_steps or trainer.log_every_n_steps
         step = trainer.global_step
-        return (step + 1) % interval == 0 and step != self._last_logged_step and bool(tensorboard_writers(trainer))
+        return (step + 1) % interval == 0 and step != last_logged_step and bool(tensorboard_writers(trainer))
 
 
 class _ActivationCapture:
@@ -216,7 +217,7 @@ class GradientNorms(_StepDiagnostic):
     """
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if not self._is_due(trainer):
+        if not self._is_due(trainer, self._last_logged_step):
             return
         self._last_logged_step = trainer.global_step
         layers = [layer for layer in linear_layers(pl_module) if layer.weight.grad is not None]
@@ -251,7 +252,7 @@ class ActivationStats(_StepDiagnostic):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._is_due(trainer):
+        if self._is_due(trainer, self._last_logged_step):
             self._last_logged_step = trainer.global_step
             self._capture.attach(pl_module)
 
@@ -294,40 +295,43 @@ class LayerHistograms(_StepDiagnostic):
         self.gradients = gradients
         self.activations = activations
         self._capture = _ActivationCapture(lambda module, inputs, outputs: outputs)
-        self._pending_step: int | None = None
+        self._capture_step: int | None = None  # the step whose activations the hooks are capturing
+        # Weights and gradients keep their own record: under gradient accumulation the optimizer steps after
+        # the last batch of the window, while activations are captured on its first batch.
+        self._last_parameter_step = -1
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if not self._is_due(trainer):
+        if not self.activations or not self._is_due(trainer, self._last_logged_step):
             return
-        self._last_logged_step = self._pending_step = trainer.global_step
-        if self.activations:
-            self._capture.attach(pl_module)
+        self._last_logged_step = self._capture_step = trainer.global_step
+        self._capture.attach(pl_module)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if self._pending_step is None or not (self.weights or self.gradients):
+        if not (self.weights or self.gradients) or not self._is_due(trainer, self._last_parameter_step):
             return
+        step = self._last_parameter_step = trainer.global_step
         for writer in tensorboard_writers(trainer):
             for index, layer in enumerate(linear_layers(pl_module)):
                 if self.weights:
-                    writer.add_histogram(f"weights/layer_{index}", layer.weight.detach(), self._pending_step)
+                    writer.add_histogram(f"weights/layer_{index}", layer.weight.detach(), step)
                 if self.gradients and layer.weight.grad is not None:
-                    writer.add_histogram(f"gradients/layer_{index}", layer.weight.grad.detach(), self._pending_step)
+                    writer.add_histogram(f"gradients/layer_{index}", layer.weight.grad.detach(), step)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._pending_step is None:
+        if self._capture_step is None:
             return
-        step, self._pending_step = self._pending_step, None
+        step, self._capture_step = self._capture_step, None
         captured = self._capture.detach()
         for writer in tensorboard_writers(trainer):
             for index in sorted(captured):
                 writer.add_histogram(f"activations/layer_{index}", captured[index], step)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._pending_step = None
+        self._capture_step = None
         self._capture.detach()
 
 

@@ -153,6 +153,20 @@ def test_forward_hooks_exist_only_on_logged_steps(tmp_path: Path, synthetic_mnis
     assert counter.hooks_per_step == [0, 4, 0, 4, 0]
 
 
+def test_diagnostics_log_every_optimizer_step_under_gradient_accumulation(
+    tmp_path: Path, synthetic_mnist_dir: Path
+) -> None:
+    callbacks = [GradientNorms(every_n_steps=1), ActivationStats(every_n_steps=1), LayerHistograms(every_n_steps=1)]
+    trainer = make_trainer(tensorboard_logger(tmp_path), callbacks, limit_val_batches=0, accumulate_grad_batches=2)
+    trainer.fit(small_model(), synthetic_datamodule(synthetic_mnist_dir))
+    events = read_events(trainer.logger.log_dir)
+    optimizer_steps = [0, 1, 2]  # five batches, two per step: the last step takes the fifth batch alone
+    assert steps_of(events, SCALARS, "grad_norm/layer_0") == optimizer_steps
+    assert steps_of(events, SCALARS, "activations/mean_abs/layer_1") == optimizer_steps
+    for tag in ("weights/layer_0", "gradients/layer_2", "activations/layer_1"):
+        assert steps_of(events, HISTOGRAMS, tag) == optimizer_steps
+
+
 def test_callbacks_do_nothing_without_a_tensorboard_logger(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
     counter = HookCounter()
     callbacks = [GradientNorms(), ActivationStats(), LayerHistograms(), PredictionFigures(), counter]

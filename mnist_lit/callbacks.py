@@ -283,8 +283,8 @@ class LayerHistograms(_StepDiagnostic):
     ``activations/layer_i`` of each activation module's output.
 
     They show what the scalars summarise: sigmoid outputs piling up against 0 and 1, a ReLU layer's spike at
-    exactly 0, gradients narrowing towards the input. Histograms are larger on disk than scalars, so the
-    shipped config logs them less often than the loss.
+    exactly 0, gradients narrowing towards the input. A histogram takes more disk space than a scalar (a
+    few kB); raise ``every_n_steps`` to write them less often than the loss.
     """
 
     def __init__(
@@ -398,7 +398,7 @@ class PredictionFigures(L.Callback):
 
     The logits are taken from the model's own forward pass through a forward hook that exists only during
     evaluation epochs, so no extra forward pass runs and training steps are untouched. The sanity check is
-    skipped: its untrained predictions teach nothing.
+    skipped: its untrained predictions teach nothing. Under DDP the figures show rank 0's share of the split.
 
     Args:
         num_images: digits in the predictions grid.

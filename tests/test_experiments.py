@@ -1,0 +1,85 @@
+"""Every experiment config runs alone with the CLI and writes its own run under its experiment's parent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+from mnist_lit.callbacks import linear_layers
+from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS
+
+EXPERIMENTS = sorted((CONFIG_DIR / "experiments").glob("*/*.yaml"))
+
+
+def config_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def without(config: dict, model_keys: set[str]) -> dict:
+    """The config minus the run's name and the given model keys: what must be shared by an experiment's runs."""
+    trimmed = {**config, "model": {k: v for k, v in config["model"].items() if k not in model_keys}}
+    trimmed["trainer"] = {k: v for k, v in config["trainer"].items() if k != "logger"}
+    return trimmed
+
+
+def test_experiments_are_found() -> None:
+    assert {path.parent.name for path in EXPERIMENTS} >= {"vanishing_gradient", "dead_relu"}
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=config_id)
+def test_experiment_config_trains_into_its_own_run(config: Path, run_cli, synthetic_mnist_dir: Path) -> None:
+    cli = run_cli(
+        [
+            "fit",
+            "--config",
+            config,
+            *SYNTHETIC_DATA_ARGS,
+            "--data.data_dir",
+            synthetic_mnist_dir,
+            "--data.batch_size",
+            "20",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--test_after_fit",
+            "false",
+        ]
+    )
+    expected = load(config)
+    assert cli.model.hparams.activation == expected["model"]["activation"]
+    assert list(cli.model.hparams.hidden_sizes) == expected["model"]["hidden_sizes"]
+    assert cli.trainer.optimizers[0].defaults["lr"] == expected["model"]["optimizer"]["init_args"]["lr"]
+    run_dir = Path("logs") / config.parent.name / config.stem
+    assert Path(cli.trainer.logger.log_dir).resolve() == run_dir.resolve()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    layers = len(linear_layers(cli.model))
+    assert {f"grad_norm/layer_{index}" for index in range(layers)} <= set(events.Tags()[SCALARS])
+
+
+def test_vanishing_gradient_runs_differ_only_in_the_activation() -> None:
+    configs = [load(path) for path in EXPERIMENTS if path.parent.name == "vanishing_gradient"]
+    assert sorted(config["model"]["activation"] for config in configs) == ["leaky_relu", "relu", "sigmoid", "tanh"]
+    shared = [without(config, {"activation", "negative_slope"}) for config in configs]
+    assert all(config == shared[0] for config in shared)
+    assert shared[0]["model"]["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert len(shared[0]["model"]["hidden_sizes"]) == 8
+
+
+def test_dead_relu_runs_differ_only_in_activation_and_learning_rate() -> None:
+    configs = [load(path) for path in EXPERIMENTS if path.parent.name == "dead_relu"]
+    shared = [without(config, {"activation", "negative_slope", "optimizer"}) for config in configs]
+    assert all(config == shared[0] for config in shared)
+    assert {config["model"]["optimizer"]["class_path"] for config in configs} == {"torch.optim.Adam"}

@@ -9,12 +9,16 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from jsonargparse import _typehints as jsonargparse_typehints
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mnist_lit.data import MNISTDataModule
 from mnist_lit.model import MNISTClassifier
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Redrawing the progress bar after every step costs about as much as a training step of a small MLP.
+PROGRESS_BAR_REFRESH_RATE = 20
 
 
 def default_config_path() -> Path:
@@ -81,6 +85,15 @@ class MNISTLitCLI(LightningCLI):
                 help="After training, test the best checkpoint on the official test set and print test/acc.",
             )
         return parser
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with a progress bar that redraws every few steps unless the user chose a bar or none."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(kwargs.get("callbacks", config.get("callbacks")) or [])
+        wants_bar = kwargs.get("enable_progress_bar", config.get("enable_progress_bar")) is not False
+        if wants_bar and not any(isinstance(callback, ProgressBar) for callback in callbacks):
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)]
+        return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
         if not self.config.fit.test_after_fit or self.trainer.interrupted:

@@ -172,10 +172,11 @@ def split_indices(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Ten
 class EpochBatchSampler:
     """Yields index batches for one rank; the order is a pure function of (seed, epoch).
 
-    Lightning calls ``set_epoch`` at the start of every epoch, so a resumed run replays exactly the
-    batches an uninterrupted run would see. Under DDP every rank draws the same permutation and keeps
-    every ``world_size``-th element, which gives disjoint shards of equal length (the tail that does not
-    divide evenly is dropped while shuffling, so no rank waits on a batch the others do not have).
+    Lightning calls ``set_epoch`` at the start of every epoch (through ``TensorBatchLoader.sampler``),
+    so a resumed run replays exactly the batches an uninterrupted run would see. Under DDP every rank
+    draws the same permutation and keeps every ``world_size``-th element, which gives disjoint shards
+    of equal length (the tail that does not divide evenly is dropped while shuffling, so no rank waits
+    on a batch the others do not have).
     """
 
     def __init__(
@@ -221,15 +222,21 @@ class EpochBatchSampler:
 class TensorBatchLoader:
     """Iterates ``(images, labels)`` batches as index slices of two whole-split tensors.
 
-    It stands where a ``DataLoader`` would: Lightning finds ``batch_sampler.set_epoch`` the same way.
-    The epoch's indices are copied to the data's device once, so when the splits live on a GPU every
-    batch is gathered there and the host never touches a batch.
+    It stands where a ``DataLoader`` would. The epoch's indices are copied to the data's device once,
+    so when the splits live on a GPU every batch is gathered there and the host never touches a batch.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_sampler: EpochBatchSampler) -> None:
         self.images = images
         self.labels = labels
         self.batch_sampler = batch_sampler
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        """The batch sampler again: Lightning calls ``set_epoch`` on ``loader.sampler`` (or on
+        ``loader.batch_sampler.sampler``), never on ``loader.batch_sampler``; without this alias every
+        epoch would replay the first epoch's order."""
+        return self.batch_sampler
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         indices = self.batch_sampler.indices().to(self.images.device)

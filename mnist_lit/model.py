@@ -79,7 +79,7 @@ class MNISTClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         self.train_acc.update(logits.detach(), labels)
         if self._is_logging_step(batch_idx):
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over DDP processes
         return loss
 
     def _is_logging_step(self, batch_idx: int) -> bool:

@@ -129,7 +129,8 @@ class MNISTClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
-        check_precision_supports(optimizer, str(self.trainer.precision))
+        if self._trainer is not None:  # also built bare, to inspect the optimizer
+            check_precision_supports(optimizer, str(self._trainer.precision))
         if self.make_lr_scheduler is None:
             return optimizer
         if needs_total_steps(self.make_lr_scheduler):

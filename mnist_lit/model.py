@@ -83,14 +83,18 @@ class MNISTClassifier(L.LightningModule):
         return loss
 
     def _is_logging_step(self, batch_idx: int) -> bool:
-        """The steps whose ``train/loss`` reaches the logger: every ``log_every_n_steps``-th, and each epoch's last.
+        """The steps whose ``train/loss`` reaches the logger: every ``log_every_n_steps``-th, plus the last
+        step of each epoch and of the run, so ``trainer.callback_metrics`` always ends with a value.
 
         Lightning writes step values only on those steps, but its ``self.log`` bookkeeping costs a tenth
         of this MLP's whole step, so calling it on the other steps would slow training for nothing.
         """
-        every = self.trainer.log_every_n_steps
-        is_last = batch_idx + 1 >= self.trainer.num_training_batches
-        return is_last or (every > 0 and (self.trainer.global_step + 1) % every == 0)
+        trainer = self.trainer
+        step = trainer.global_step + 1
+        every = trainer.log_every_n_steps
+        ends_epoch = batch_idx + 1 >= trainer.num_training_batches
+        ends_run = 0 < trainer.max_steps <= step
+        return ends_epoch or ends_run or (every > 0 and step % every == 0)
 
     # Metric objects are logged once per epoch, not in every step: each ``self.log`` call moves the
     # logged object to the device again, which for a Metric costs more than a training step of this MLP.

@@ -161,9 +161,11 @@ def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list
             "--epochs", str(args.epochs), "--data-dir", str(data_dir)]  # fmt: skip
 
 
-def run_contender(command: list[str], workdir: Path) -> tuple[list[float], float, str]:
+def run_contender(command: list[str], threads: int | None) -> tuple[list[float], float, str]:
     """Run one process; return its epoch seconds, its peak RSS in MB and its last output lines."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = process.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
     _, status, usage = os.wait4(process.pid, 0)
@@ -194,16 +196,18 @@ def benchmark(args: argparse.Namespace) -> dict:
         if "dataloader" in contenders:
             args.unpacked_dir = unpacked_copy(args.data_dir, workdir / "unpacked")
         for repeat, name in rotations(contenders, args.repeats):
-            seconds, peak_rss_mb, _ = run_contender(command_for(name, args, workdir), workdir)
+            seconds, peak_rss_mb, _ = run_contender(command_for(name, args, workdir), args.threads)
             steady = seconds[1:] or seconds
             per_run[name].append(statistics.median(steady))
             first_epoch[name].append(seconds[0])
             rss[name].append(peak_rss_mb)
-            print(f"repeat {repeat}: {name:<10} epochs {[round(s, 3) for s in seconds]}  peak RSS {peak_rss_mb:.0f} MB")
+            epochs = [round(s, 3) for s in seconds]
+            print(f"repeat {repeat}: {name:<10} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
     return {
         "device": args.device,
         "epochs": args.epochs,
         "repeats": args.repeats,
+        "threads": args.threads,
         "seconds_per_epoch": {name: statistics.median(values) for name, values in per_run.items()},
         "first_epoch_seconds": {name: statistics.median(values) for name, values in first_epoch.items()},
         "runs": per_run,
@@ -214,7 +218,9 @@ def benchmark(args: argparse.Namespace) -> dict:
 def print_table(result: dict) -> None:
     seconds = result["seconds_per_epoch"]
     reference = seconds.get("bare")
-    print(f"\nseconds per epoch on {result['device']} (median of {result['repeats']} runs, warm-up epoch excluded)")
+    threads = f", {result['threads']} thread(s) per process" if result["threads"] else ""
+    print(f"\nseconds per epoch on {result['device']}{threads}")
+    print(f"(median of {result['repeats']} runs, each the median of its epochs after the first)")
     print(f"{'contender':<12}{'s/epoch':>9}{'× bare':>9}{'peak RSS MB':>13}")
     for name, value in seconds.items():
         ratio = f"{value / reference:.2f}" if reference else "-"
@@ -242,7 +248,7 @@ def plot(result: dict, path: Path) -> None:
     axes.invert_yaxis()
     axes.set_xlabel(f"seconds per epoch on {result['device']} (median of {result['repeats']} runs)")
     axes.set_xlim(0, max(seconds.values()) * 1.6)
-    axes.set_title("One epoch of the 784-256-256-10 MLP, batch 100, with validation")
+    axes.set_title("One epoch, 784-256-256-10 MLP, batch 100, validation included", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -254,6 +260,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads per process (OMP_NUM_THREADS); 1 keeps timings sane on a shared, busy CPU",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/ (default: $MNIST_LIT_DATA_DIR)")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="draw the bar chart into this PNG")

@@ -433,8 +433,11 @@ class PredictionFigures(L.Callback):
             return
         self._hook = pl_module.register_forward_hook(self._keep_logits)
 
-    def _keep_logits(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
-        self._logits = output.detach()
+    def _keep_logits(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        # Under DDP the wrapper routes ``validation_step`` itself through the module's call, so the hook
+        # also fires with that step's output (None) right after the inner forward's logits: keep tensors only.
+        if isinstance(output, Tensor):
+            self._logits = output.detach()
 
     def _collect(self, batch: Any) -> None:
         if self._hook is None or self._logits is None:
@@ -443,7 +446,9 @@ class PredictionFigures(L.Callback):
         logits, self._logits = self._logits, None
         predicted = logits.argmax(dim=-1)
         if self._confusion is None:
-            self._confusion = MulticlassConfusionMatrix(num_classes=logits.shape[-1]).to(logits.device)
+            # Only rank 0 collects (see the class docstring), so computing it must not wait for the other ranks.
+            confusion = MulticlassConfusionMatrix(num_classes=logits.shape[-1], sync_on_compute=False)
+            self._confusion = confusion.to(logits.device)
         self._confusion.update(predicted, labels)
         missing = self.num_images - sum(len(item[0]) for item in self._shown)
         if missing > 0:

@@ -233,7 +233,8 @@ class EpochBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _shard(self) -> Tensor:
+    def indices(self) -> Tensor:
+        """This rank's sample indices for the current epoch, in the order they are visited."""
         if not self.shuffle:
             return torch.arange(self.rank, self.num_items, self.world_size)
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -242,7 +243,7 @@ class EpochBatchSampler:
         return permutation[self.rank : usable : self.world_size]
 
     def __iter__(self) -> Iterator[Tensor]:
-        return iter(self._shard().split(self.batch_size))
+        return iter(self.indices().split(self.batch_size))
 
     def __len__(self) -> int:
         if self.shuffle:
@@ -259,6 +260,8 @@ class TensorBatchLoader:
     (it never calls it on a batch sampler), and ``state_dict``/``load_state_dict`` make it resumable:
     a run restored from a mid-epoch checkpoint skips the batches the interrupted run already trained
     on, so it sees exactly the batches an uninterrupted run would.
+    The epoch's indices are copied to the data's device once, so when the splits live on a GPU every
+    batch is gathered there and the host never touches a batch.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_sampler: EpochBatchSampler) -> None:
@@ -280,7 +283,8 @@ class TensorBatchLoader:
             self._resume = None
             skip = resume_skip if resume_epoch == self.batch_sampler.epoch else 0
         self._served = skip
-        for indices in itertools.islice(self.batch_sampler, skip, None):
+        on_device = self.batch_sampler.indices().to(self.images.device).split(self.batch_sampler.batch_size)
+        for indices in itertools.islice(on_device, skip, None):
             self._served += 1
             yield self.images[indices], self.labels[indices]
 
@@ -366,16 +370,23 @@ class MNISTDataModule(L.LightningDataModule):
                     f"data.val_size must be smaller than the {len(labels)} training images, got {self.val_size}."
                 )
             train, val = split_indices(len(labels), self.val_size, self.seed)
-            self._splits["train"] = images[train], labels[train]
-            self._splits["val"] = images[val], labels[val]
+            self._splits["train"] = self._to_trainer_device(images[train], labels[train])
+            self._splits["val"] = self._to_trainer_device(images[val], labels[val])
         if stage == "predict" and self._predicts_on_files():
             from mnist_lit.predict import load_digit_images  # images from files: only this stage needs PIL
 
             inputs = load_digit_images(self.predict_paths or [])
-            self._splits["files"] = inputs.images, torch.arange(len(inputs.files))
+            self._splits["files"] = self._to_trainer_device(inputs.images, torch.arange(len(inputs.files)))
             self.predict_files, self.predict_failures = inputs.files, inputs.failures
         elif stage in ("test", "predict") and "test" not in self._splits:
-            self._splits["test"] = self._load("test")
+            self._splits["test"] = self._to_trainer_device(*self._load("test"))
+
+    def _to_trainer_device(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep a split where the model runs (55 MB in all), so moving each batch there costs nothing."""
+        if self.trainer is None:
+            return images, labels
+        device = self.trainer.strategy.root_device
+        return images.to(device), labels.to(device)
 
     def _predicts_on_files(self) -> bool:
         return self.predict_paths is not None and (self.trainer is None or self.trainer.predicting)

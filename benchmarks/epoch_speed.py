@@ -1,0 +1,291 @@
+"""Seconds per epoch: ``mnist-lit fit`` against a bare PyTorch loop and a torchvision ``DataLoader`` loop.
+
+All three train the same 784-256-256-10 ReLU MLP with Adam (lr 1e-3) at batch 100 on 55,000 images and
+validate on the same 5,000 held-out images after every epoch. They run as separate processes, one after
+the other, in an order that rotates every repeat, so a busy neighbour slows all of them alike. The
+first epoch of every run is a warm-up and is left out; each run's time is the median of its other
+epochs, and the table shows the median over repeats, the ratios, and each process's peak RSS.
+
+    python benchmarks/epoch_speed.py --device cpu --epochs 4 --repeats 3
+    python benchmarks/epoch_speed.py --device cuda --contenders mnist-lit bare
+
+``mnist-lit`` is the command users type (``configs/mlp.yaml``: TensorBoard logging, checkpoints and
+validation on), timed by ``benchmarks.epoch_timer.EpochTimer`` inside the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.epoch_timer import RESULT_PREFIX  # noqa: E402
+from mnist_lit.data import MNIST_FILES, MNISTDataModule, resolve_data_dir, split_indices, to_model_input  # noqa: E402
+from mnist_lit.nets import build_mlp  # noqa: E402
+
+CONTENDERS = ("mnist-lit", "bare", "dataloader")
+BATCH_SIZE = 100
+VAL_SIZE = 5_000
+SEED = 42
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def report(seconds: list[float], val_acc: float) -> None:
+    print(f"val/acc {val_acc:.4f}", flush=True)
+    print(RESULT_PREFIX + json.dumps(seconds), flush=True)
+
+
+def timed_epochs(epochs: int, device: torch.device, run_epoch: Callable[[int], float]) -> None:
+    """Run ``run_epoch(epoch) -> val_acc`` ``epochs`` times and report each epoch's wall time."""
+    seconds, val_acc = [], 0.0
+    for epoch in range(epochs):
+        synchronize(device)
+        start = time.perf_counter()
+        val_acc = run_epoch(epoch)
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    report(seconds, val_acc)
+
+
+def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
+    """The hand-written loop: whole splits as tensors on the device, batches as index slices."""
+    datamodule = MNISTDataModule(str(data_dir), batch_size=BATCH_SIZE, val_size=VAL_SIZE, seed=SEED, download=False)
+    datamodule.setup("fit")
+    train_images, train_labels = (t.to(device) for t in datamodule.split("train"))
+    val_images, val_labels = (t.to(device) for t in datamodule.split("val"))
+    torch.manual_seed(SEED)
+    model = build_mlp([256, 256]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run_epoch(epoch: int) -> float:
+        model.train()
+        order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SEED + epoch))
+        for indices in order.to(device).split(BATCH_SIZE):
+            loss = F.cross_entropy(model(to_model_input(train_images[indices], True)), train_labels[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for start in range(0, len(val_labels), BATCH_SIZE):
+                logits = model(to_model_input(val_images[start : start + BATCH_SIZE], True))
+                correct += (logits.argmax(1) == val_labels[start : start + BATCH_SIZE]).sum()
+        return correct.item() / len(val_labels)
+
+    timed_epochs(epochs, device, run_epoch)
+
+
+def dataloader_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
+    """The pytorch/examples MNIST recipe: torchvision dataset, ToTensor + Normalize, a shuffling DataLoader."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    full_train = datasets.MNIST(str(data_dir), train=True, download=False, transform=transform)
+    train_indices, val_indices = split_indices(len(full_train), VAL_SIZE, SEED)
+    cuda_kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    train_loader = DataLoader(Subset(full_train, train_indices.tolist()), BATCH_SIZE, shuffle=True, **cuda_kwargs)
+    val_loader = DataLoader(Subset(full_train, val_indices.tolist()), 1000, **cuda_kwargs)
+    torch.manual_seed(SEED)
+    model = build_mlp([256, 256]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run_epoch(epoch: int) -> float:
+        model.train()
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for images, labels in val_loader:
+                correct += (model(images.to(device)).argmax(1) == labels.to(device)).sum()
+        return correct.item() / len(val_indices)
+
+    timed_epochs(epochs, device, run_epoch)
+
+
+def unpacked_copy(data_dir: Path, target: Path) -> Path:
+    """torchvision reads only uncompressed raw files; give it an unpacked copy of ours."""
+    raw = target / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for spec in MNIST_FILES.values():
+        plain, packed = data_dir / "MNIST" / "raw" / spec.name, data_dir / "MNIST" / "raw" / f"{spec.name}.gz"
+        if plain.is_file():
+            shutil.copyfile(plain, raw / spec.name)
+        else:
+            with gzip.open(packed, "rb") as source, open(raw / spec.name, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+    return target
+
+
+def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list[str]:
+    if contender == "mnist-lit":
+        return [
+            sys.executable, "-m", "mnist_lit", "fit",
+            "--config", str(REPO_ROOT / "configs" / "mlp.yaml"),
+            "--trainer.max_epochs", str(args.epochs),
+            "--trainer.accelerator", args.device,
+            "--trainer.devices", "1",
+            "--trainer.logger.init_args.save_dir", str(workdir / "logs"),
+            "--trainer.callbacks+=benchmarks.epoch_timer.EpochTimer",
+            "--data.data_dir", str(args.data_dir),
+            "--data.download", "false",
+            "--test_after_fit", "false",
+        ]  # fmt: skip
+    data_dir = args.unpacked_dir if contender == "dataloader" else args.data_dir
+    return [sys.executable, __file__, "--worker", contender, "--device", args.device,
+            "--epochs", str(args.epochs), "--data-dir", str(data_dir)]  # fmt: skip
+
+
+def run_contender(command: list[str], threads: int | None) -> tuple[list[float], float, str]:
+    """Run one process; return its epoch seconds, its peak RSS in MB and its last output lines."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = process.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    lines = [line for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if not lines:
+        raise RuntimeError(f"{' '.join(command)} printed no epoch times:\n{output[-3000:]}")
+    seconds = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    peak_rss_mb = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    return seconds, peak_rss_mb, output
+
+
+def rotations(items: tuple[str, ...], repeats: int) -> Iterator[tuple[int, str]]:
+    for repeat in range(repeats):
+        shift = repeat % len(items)
+        for item in items[shift:] + items[:shift]:
+            yield repeat, item
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    contenders = tuple(args.contenders)
+    per_run: dict[str, list[float]] = {name: [] for name in contenders}
+    first_epoch: dict[str, list[float]] = {name: [] for name in contenders}
+    rss: dict[str, list[float]] = {name: [] for name in contenders}
+    with tempfile.TemporaryDirectory(prefix="mnist-lit-bench-") as tmp:
+        workdir = Path(tmp)
+        if "dataloader" in contenders:
+            args.unpacked_dir = unpacked_copy(args.data_dir, workdir / "unpacked")
+        for repeat, name in rotations(contenders, args.repeats):
+            seconds, peak_rss_mb, _ = run_contender(command_for(name, args, workdir), args.threads)
+            steady = seconds[1:] or seconds
+            per_run[name].append(statistics.median(steady))
+            first_epoch[name].append(seconds[0])
+            rss[name].append(peak_rss_mb)
+            epochs = [round(s, 3) for s in seconds]
+            print(f"repeat {repeat}: {name:<10} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
+    return {
+        "device": args.device,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "seconds_per_epoch": {name: statistics.median(values) for name, values in per_run.items()},
+        "first_epoch_seconds": {name: statistics.median(values) for name, values in first_epoch.items()},
+        "runs": per_run,
+        "peak_rss_mb": {name: max(values) for name, values in rss.items()},
+    }
+
+
+def print_table(result: dict) -> None:
+    seconds = result["seconds_per_epoch"]
+    reference = seconds.get("bare")
+    threads = f", {result['threads']} thread(s) per process" if result["threads"] else ""
+    print(f"\nseconds per epoch on {result['device']}{threads}")
+    print(f"(median of {result['repeats']} runs, each the median of its epochs after the first)")
+    print(f"{'contender':<12}{'s/epoch':>9}{'× bare':>9}{'peak RSS MB':>13}")
+    for name, value in seconds.items():
+        ratio = f"{value / reference:.2f}" if reference else "-"
+        print(f"{name:<12}{value:>9.3f}{ratio:>9}{result['peak_rss_mb'][name]:>13.0f}")
+    if "mnist-lit" in seconds and "dataloader" in seconds:
+        print(f"dataloader / mnist-lit = {seconds['dataloader'] / seconds['mnist-lit']:.2f}× (goal ≥ 2.5)")
+    if "mnist-lit" in seconds and reference:
+        print(f"mnist-lit / bare = {seconds['mnist-lit'] / reference:.2f}× (goal ≤ 1.25)")
+
+
+def plot(result: dict, path: Path) -> None:
+    """A bar per contender: seconds per epoch, labelled with the ratio to the bare loop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = result["seconds_per_epoch"]
+    reference = seconds.get("bare")
+    figure, axes = plt.subplots(figsize=(6, 3.2))
+    bars = axes.barh(list(seconds), list(seconds.values()), color=["#4c72b0", "#55a868", "#c44e52"][: len(seconds)])
+    for bar, value in zip(bars, seconds.values(), strict=True):
+        label = f"{value:.2f} s" + (f"  ({value / reference:.2f}× bare)" if reference else "")
+        axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + label, va="center")
+    axes.invert_yaxis()
+    axes.set_xlabel(f"seconds per epoch on {result['device']} (median of {result['repeats']} runs)")
+    axes.set_xlim(0, max(seconds.values()) * 1.6)
+    axes.set_title("One epoch, 784-256-256-10 MLP, batch 100, validation included", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads per process (OMP_NUM_THREADS); 1 keeps timings sane on a shared, busy CPU",
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/ (default: $MNIST_LIT_DATA_DIR)")
+    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the bar chart into this PNG")
+    parser.add_argument("--worker", choices=("bare", "dataloader"), default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.data_dir = resolve_data_dir(args.data_dir).resolve()
+    if args.worker == "bare":
+        bare_loop(args.data_dir, args.epochs, torch.device(args.device))
+        return
+    if args.worker == "dataloader":
+        dataloader_loop(args.data_dir, args.epochs, torch.device(args.device))
+        return
+    result = benchmark(args)
+    print_table(result)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot(result, args.plot)
+
+
+if __name__ == "__main__":
+    main()

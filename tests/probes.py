@@ -1,0 +1,57 @@
+"""Callbacks that tests attach from the command line to see what each process of a run saw."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from mnist_lit.data import to_model_input
+
+
+def image_fingerprints(images: torch.Tensor) -> list[str]:
+    return [hashlib.sha1(image.contiguous().cpu().numpy().tobytes()).hexdigest()[:16] for image in images]
+
+
+class ShardProbe(L.Callback):
+    """Writes ``rank<N>.json``: the training images this process saw per epoch, and every logged
+    val/test accuracy beside the accuracy of the same weights on the whole split, computed here."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.seen: dict[int, list[str]] = defaultdict(list)
+        self.checks: list[dict[str, float | str]] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self.seen[trainer.current_epoch].extend(image_fingerprints(batch[0]))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, pl_module, "test")
+
+    @torch.no_grad()
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        images, labels = trainer.datamodule.split(stage)
+        logits = pl_module(to_model_input(images, trainer.datamodule.normalize))
+        weights = sum(float(parameter.double().sum()) for parameter in pl_module.parameters())
+        self.checks.append(
+            {
+                "stage": stage,
+                "logged": float(trainer.callback_metrics[f"{stage}/acc"]),
+                "whole_split": float((logits.argmax(dim=1) == labels).float().mean()),
+                "weights_sum": weights,
+            }
+        )
+        self._write(trainer)
+
+    def _write(self, trainer: L.Trainer) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        report = {"world_size": trainer.world_size, "seen": self.seen, "checks": self.checks}
+        (self.output_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))

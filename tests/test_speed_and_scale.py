@@ -1,0 +1,162 @@
+"""Issue 5: several processes (DDP on CPU), opt-in compile and precision, schedules that need the run length."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mnist_lit.model import MNISTClassifier, check_precision_supports, needs_total_steps
+from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS
+
+DDP_TIMEOUT_S = 240
+
+
+def run_in_subprocess(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mnist_lit`` in its own process group, so a hung DDP run is killed whole."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",  # two processes on two cores: one thread each, no oversubscription
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_lit", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"mnist-lit {' '.join(args)} did not finish in {timeout} s:\n{output[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, output, None)
+
+
+def test_ddp_on_two_cpu_processes_shards_data_and_syncs_metrics(synthetic_mnist_dir: Path, tmp_path: Path) -> None:
+    probe_dir = tmp_path / "probe"
+    probe = {"class_path": "tests.probes.ShardProbe", "init_args": {"output_dir": str(probe_dir)}}
+    result = run_in_subprocess(
+        [
+            "fit",
+            *("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"),
+            *("--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1"),
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.callbacks+={json.dumps(probe)}",
+            *("--model.hidden_sizes", "[16]", "--model.optimizer", "SGD", "--model.optimizer.lr", "0.05"),
+            *("--data.data_dir", str(synthetic_mnist_dir), "--data.batch_size", "50", *SYNTHETIC_DATA_ARGS),
+        ],
+        cwd=tmp_path,
+        timeout=DDP_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    # The final test runs on both processes, but only rank 0 prints.
+    printed = re.findall(r"^test/acc: (\d\.\d{4})", result.stdout, flags=re.MULTILINE)
+    assert len(printed) == 1, result.stdout[-3000:]
+
+    ranks = [json.loads((probe_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(report["world_size"] == 2 for report in ranks)
+    num_train = 600 - 100
+    for epoch in ("0", "1"):
+        shard0, shard1 = (report["seen"][epoch] for report in ranks)
+        assert len(shard0) == len(shard1) == num_train // 2
+        assert set(shard0).isdisjoint(shard1)
+        assert len(set(shard0) | set(shard1)) == num_train
+    assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"], "each epoch is reshuffled"
+
+    checks0, checks1 = ranks[0]["checks"], ranks[1]["checks"]
+    assert [check["stage"] for check in checks0] == ["val", "val", "test"]
+    for check0, check1 in zip(checks0, checks1, strict=True):
+        assert check0["weights_sum"] == pytest.approx(check1["weights_sum"], rel=1e-6), "gradients are averaged"
+        # Each process evaluated half of the split; the logged accuracy is that of the whole split.
+        for check in (check0, check1):
+            assert check["logged"] == pytest.approx(check["whole_split"], abs=1e-6)
+    assert float(printed[0]) == pytest.approx(checks0[-1]["logged"], abs=1e-4)
+
+
+def fit_briefly(run_cli, data_dir: Path, *args: str):
+    return run_cli(
+        [
+            "fit",
+            *("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"),
+            *("--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false"),
+            *("--model.hidden_sizes", "[32]", "--data.batch_size", "50", "--data.data_dir", str(data_dir)),
+            *SYNTHETIC_DATA_ARGS,
+            *args,
+        ]
+    )
+
+
+def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_mnist_dir: Path) -> None:
+    # aot_eager runs the real capture (Dynamo graphs, AOTAutograd backward) without minutes of C++ codegen.
+    cli = fit_briefly(run_cli, synthetic_mnist_dir, "--model.compile", '{"backend": "aot_eager"}')
+    assert cli.model.net._compiled_call_impl is not None
+    assert torch.isfinite(cli.trainer.callback_metrics["test/acc"])
+    checkpoint = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=False)
+    assert all("_orig_mod" not in name for name in checkpoint["state_dict"])
+    plain = MNISTClassifier(hidden_sizes=[32])
+    plain.load_state_dict(checkpoint["state_dict"])
+
+
+def test_bf16_mixed_precision_trains_on_cpu(run_cli, synthetic_mnist_dir: Path) -> None:
+    seen_dtypes: list[torch.dtype] = []
+    cli = fit_briefly(run_cli, synthetic_mnist_dir, "--trainer.precision", "bf16-mixed", "--test_after_fit", "false")
+    hook = cli.model.net[1].register_forward_hook(lambda module, inputs, output: seen_dtypes.append(output.dtype))
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    hook.remove()
+    assert seen_dtypes and set(seen_dtypes) == {torch.bfloat16}
+    assert all(parameter.dtype == torch.float32 for parameter in cli.model.parameters())
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "16"])
+def test_lbfgs_with_fp16_amp_is_refused_before_training(precision: str) -> None:
+    model = MNISTClassifier(hidden_sizes=[8], optimizer=torch.optim.LBFGS)
+    model._trainer = SimpleNamespace(precision=precision)  # what the Trainer holds on a GPU
+    with pytest.raises(ValueError, match=r"LBFGS cannot train with trainer.precision=16.*bf16-mixed"):
+        model.configure_optimizers()
+
+
+def test_lbfgs_runs_with_bf16_and_fp32() -> None:
+    optimizer = torch.optim.LBFGS([torch.nn.Parameter(torch.zeros(1))])
+    for precision in ("bf16-mixed", "32-true"):
+        check_precision_supports(optimizer, precision)
+
+
+def test_one_cycle_schedule_gets_total_steps_from_the_trainer(run_cli, synthetic_mnist_dir: Path) -> None:
+    cli = fit_briefly(
+        run_cli,
+        synthetic_mnist_dir,
+        *("--model.lr_scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--model.lr_scheduler.max_lr", "0.01"),
+        *("--model.lr_scheduler_interval", "step", "--trainer.max_epochs", "2", "--test_after_fit", "false"),
+    )
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == cli.trainer.estimated_stepping_batches == 8
+    assert scheduler.last_epoch == 8  # stepped once per batch, to the end of the cycle without overrunning it
+
+
+@pytest.mark.parametrize(
+    ("factory", "expected"),
+    [
+        (partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), True),
+        (partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, total_steps=100), False),
+        (partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, epochs=3, steps_per_epoch=10), False),
+        (partial(torch.optim.lr_scheduler.StepLR, step_size=1), False),
+        (torch.optim.lr_scheduler.OneCycleLR, True),
+    ],
+)
+def test_needs_total_steps(factory, expected: bool) -> None:
+    assert needs_total_steps(factory) is expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -102,8 +103,9 @@ _ZERO_FOR_NEGATIVE = (nn.ReLU, nn.ReLU6)
 # Activations that keep a small slope for negative inputs: they never output exactly 0, so the count is of
 # units whose pre-activation is negative for the whole batch (they learn only through the small slope).
 _SLOPE_FOR_NEGATIVE = (nn.LeakyReLU, nn.PReLU, nn.RReLU)
-# Buckets kept per histogram: plenty for TensorBoard's drawing, a fraction of the default's size on disk.
-_HISTOGRAM_BINS = 128
+# Evenly spaced buckets per histogram, between the smallest and the largest value: plenty for TensorBoard's
+# drawing (its dashboard resamples to about 30), small on disk.
+_HISTOGRAM_BINS = 64
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
@@ -111,6 +113,34 @@ def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
     if not trainer.is_global_zero:
         return []
     return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def add_histogram(writer: SummaryWriter, tag: str, values: Tensor, step: int, bins: int = _HISTOGRAM_BINS) -> None:
+    """Write a histogram of ``values``, bucketed on the device they live on; non-finite values are left out.
+
+    ``SummaryWriter.add_histogram`` copies every value to the host as float64 and bins it with NumPy
+    against about 1,500 fixed edges. Measured on a 2-core CPU, the training steps after each such write ran
+    up to 3 times slower; on a GPU it would also copy every weight to the host. Here one tensor of
+    ``bins + 5`` numbers is read back instead.
+    """
+    values = values.detach().flatten().float()
+    finite = torch.isfinite(values)
+    low = torch.where(finite, values, math.inf).min()
+    high = torch.where(finite, values, -math.inf).max()
+    width = (high - low) / bins
+    bucket = ((values - low) / width).nan_to_num(0.0).floor().clamp(0, bins - 1).long()
+    bucket = torch.where(finite, bucket, bins)  # one spare bucket for the non-finite values, dropped below
+    counts = torch.bincount(bucket, minlength=bins + 1)[:bins]
+    kept = torch.where(finite, values, 0.0)
+    stats = torch.stack([low, high, finite.sum().float(), kept.sum(), kept.square().sum()])
+    low_, high_, num, total, squares, *bucket_counts = torch.cat([stats, counts.float()]).tolist()
+    if num == 0:
+        return
+    if high_ == low_:  # all values equal: one bucket
+        limits, bucket_counts = [high_], [num]
+    else:
+        limits = [low_ + (high_ - low_) * (index + 1) / bins for index in range(bins)]
+    writer.add_histogram_raw(tag, low_, high_, num, total, squares, limits, bucket_counts, step)
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:
@@ -285,9 +315,8 @@ class LayerHistograms(_StepDiagnostic):
     ``activations/layer_i`` of each activation module's output.
 
     They show what the scalars summarise: sigmoid outputs piling up against 0 and 1, a ReLU layer's spike at
-    exactly 0, gradients narrowing towards the input. TensorBoard's default buckets are merged down to
-    ``_HISTOGRAM_BINS`` (its dashboard draws about 30), which keeps each histogram small on disk; raise
-    ``every_n_steps`` to write them less often than the loss.
+    exactly 0, gradients narrowing towards the input. Each is bucketed where the tensor lives (see
+    ``add_histogram``); raise ``every_n_steps`` to write them less often than the loss.
     """
 
     def __init__(
@@ -318,13 +347,9 @@ class LayerHistograms(_StepDiagnostic):
         for writer in tensorboard_writers(trainer):
             for index, layer in enumerate(linear_layers(pl_module)):
                 if self.weights:
-                    writer.add_histogram(
-                        f"weights/layer_{index}", layer.weight.detach(), step, max_bins=_HISTOGRAM_BINS
-                    )
+                    add_histogram(writer, f"weights/layer_{index}", layer.weight, step)
                 if self.gradients and layer.weight.grad is not None:
-                    writer.add_histogram(
-                        f"gradients/layer_{index}", layer.weight.grad.detach(), step, max_bins=_HISTOGRAM_BINS
-                    )
+                    add_histogram(writer, f"gradients/layer_{index}", layer.weight.grad, step)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -335,7 +360,7 @@ class LayerHistograms(_StepDiagnostic):
         captured = self._capture.detach()
         for writer in tensorboard_writers(trainer):
             for index in sorted(captured):
-                writer.add_histogram(f"activations/layer_{index}", captured[index], step, max_bins=_HISTOGRAM_BINS)
+                add_histogram(writer, f"activations/layer_{index}", captured[index], step)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._capture_step = None

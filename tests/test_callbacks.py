@@ -25,6 +25,7 @@ from mnist_lit.callbacks import (
     LayerHistograms,
     PredictionFigures,
     activation_layers,
+    add_histogram,
     dead_unit_fraction,
     linear_layers,
 )
@@ -94,6 +95,33 @@ def test_dead_unit_fraction_counts_units_off_for_the_whole_batch() -> None:
     assert dead_unit_fraction(leaky, pre_activation, leaky(pre_activation)).item() == pytest.approx(0.5)
     assert (leaky(pre_activation) != 0).all()  # leaky units are never exactly 0: counted by their input
     assert dead_unit_fraction(nn.Sigmoid(), pre_activation, torch.sigmoid(pre_activation)) is None
+
+
+def test_histograms_are_bucketed_like_torch_histogram_and_leave_out_non_finite_values(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    values = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    with_gaps = torch.cat([values, torch.tensor([float("nan"), float("inf"), -float("inf")])])
+    with SummaryWriter(str(tmp_path)) as writer:
+        add_histogram(writer, "spread", with_gaps, step=3, bins=16)
+        add_histogram(writer, "constant", torch.full((7,), 2.5), step=3)
+        add_histogram(writer, "all_nan", torch.full((4,), float("nan")), step=3)
+    events = read_events(tmp_path)
+    assert "all_nan" not in events.Tags()[HISTOGRAMS]  # nothing to draw: nothing written
+
+    (spread,) = events.Histograms("spread")
+    assert spread.step == 3
+    histogram = spread.histogram_value
+    assert histogram.num == 1000
+    assert (histogram.min, histogram.max) == pytest.approx((values.min().item(), values.max().item()))
+    assert histogram.sum == pytest.approx(values.sum().item(), abs=1e-3)
+    assert histogram.sum_squares == pytest.approx(values.square().sum().item(), rel=1e-5)
+    expected_counts, expected_edges = torch.histogram(values, bins=16)
+    assert histogram.bucket == expected_counts.tolist()
+    assert histogram.bucket_limit == pytest.approx(expected_edges[1:].tolist(), abs=1e-5)
+
+    (constant,) = events.Histograms("constant")
+    assert list(constant.histogram_value.bucket) == [7] and constant.histogram_value.min == 2.5
 
 
 def test_layers_are_found_in_forward_order() -> None:

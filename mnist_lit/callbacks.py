@@ -203,22 +203,42 @@ class _StepDiagnostic(L.Callback):
         return (step + 1) % interval == 0 and step != last_logged_step and bool(tensorboard_writers(trainer))
 
 
+def has_compiled_modules(module: nn.Module) -> bool:
+    """Whether any part of ``module`` was compiled in place (``nn.Module.compile``)."""
+    return any(getattr(child, "_compiled_call_impl", None) is not None for child in module.modules())
+
+
 class _ActivationCapture:
     """Forward hooks on the activation modules for one training step; each hook keeps what ``summarize`` returns.
 
     The hooks exist only on logged steps, so unlogged steps run the plain forward pass. Only the first call of
     each module is kept (a closure-based optimizer such as L-BFGS runs the forward pass several times a step).
+
+    A compiled network would trace the hooks into its graph (a recompilation on every logged step) and, with
+    CUDA graphs, hand them buffers that the next replay overwrites. So when the model holds compiled modules,
+    ``start`` runs the step's batch once more, eagerly and without gradients, with the hooks on; the weights
+    are those of the step about to run, so the values are the ones the step's own forward pass produces.
     """
 
     def __init__(self, summarize: Callable[[nn.Module, Tensor, Tensor], Any]) -> None:
         self.summarize = summarize
         self.results: dict[int, Any] = {}
         self._handles: list[RemovableHandle] = []
+        self.active = False
 
-    def attach(self, model: nn.Module) -> None:
-        self.detach()
+    def start(self, model: nn.Module, batch: Any) -> None:
+        """Capture the activations of this step's forward pass (see the class docstring for compiled models)."""
+        self.finish()
+        self.active = True
         for index, module in enumerate(activation_layers(model)):
             self._handles.append(module.register_forward_hook(self._hook(index)))
+        set_stance = getattr(torch.compiler, "set_stance", None)
+        if not has_compiled_modules(model):
+            return
+        if set_stance is not None and isinstance(batch, Sequence) and isinstance(batch[0], Tensor):
+            with torch.no_grad(), set_stance("force_eager"):
+                model(batch[0])
+        self._remove_hooks()  # never let the compiled forward pass see them
 
     def _hook(self, index: int) -> Callable[[nn.Module, tuple[Any, ...], Tensor], None]:
         def keep(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
@@ -227,17 +247,17 @@ class _ActivationCapture:
 
         return keep
 
-    def detach(self) -> dict[int, Any]:
-        """Remove the hooks and hand over what they captured."""
+    def _remove_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def finish(self) -> dict[int, Any]:
+        """Remove the hooks and hand over what they captured."""
+        self._remove_hooks()
+        self.active = False
         results, self.results = self.results, {}
         return results
-
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
 
 
 class GradientNorms(_StepDiagnostic):
@@ -286,14 +306,14 @@ class ActivationStats(_StepDiagnostic):
     ) -> None:
         if self._is_due(trainer, self._last_logged_step):
             self._last_logged_step = trainer.global_step
-            self._capture.attach(pl_module)
+            self._capture.start(pl_module, batch)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self._capture.attached:
+        if not self._capture.active:
             return
-        results = self._capture.detach()
+        results = self._capture.finish()
         tags = [
             (f"activations/{name}/layer_{index}", value)
             for index in sorted(results)
@@ -307,7 +327,7 @@ class ActivationStats(_StepDiagnostic):
                 writer.add_scalar(tag, value, self._last_logged_step)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._capture.detach()
+        self._capture.finish()
 
 
 class LayerHistograms(_StepDiagnostic):
@@ -338,7 +358,7 @@ class LayerHistograms(_StepDiagnostic):
         if not self.activations or not self._is_due(trainer, self._last_logged_step):
             return
         self._last_logged_step = self._capture_step = trainer.global_step
-        self._capture.attach(pl_module)
+        self._capture.start(pl_module, batch)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if not (self.weights or self.gradients) or not self._is_due(trainer, self._last_parameter_step):
@@ -357,14 +377,14 @@ class LayerHistograms(_StepDiagnostic):
         if self._capture_step is None:
             return
         step, self._capture_step = self._capture_step, None
-        captured = self._capture.detach()
+        captured = self._capture.finish()
         for writer in tensorboard_writers(trainer):
             for index in sorted(captured):
                 add_histogram(writer, f"activations/layer_{index}", captured[index], step)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._capture_step = None
-        self._capture.detach()
+        self._capture.finish()
 
 
 # ----------------------------------------------------------------------------------------------------------------

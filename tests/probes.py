@@ -55,3 +55,17 @@ class ShardProbe(L.Callback):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         report = {"world_size": trainer.world_size, "seen": self.seen, "checks": self.checks}
         (self.output_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+class FirstLayerActivationProbe(L.Callback):
+    """Keeps, on every logged step, the mean |output| of the first activation, computed by an uncompiled pass
+    (Flatten, Linear, activation); the diagnostics' value for that step must equal it."""
+
+    def __init__(self) -> None:
+        self.expected: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            with torch.no_grad():
+                hidden = pl_module.net[:3].forward(batch[0])
+            self.expected[trainer.global_step] = hidden.abs().mean().item()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -14,8 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mnist_lit.model import MNISTClassifier, check_precision_supports, needs_total_steps
+from mnist_lit.model import MNISTClassifier, check_precision_supports, compile_optimizer_update, needs_total_steps
 from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS
 
 DDP_TIMEOUT_S = 240
@@ -109,6 +111,67 @@ def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_m
     assert all("_orig_mod" not in name for name in checkpoint["state_dict"])
     plain = MNISTClassifier(hidden_sizes=[32])
     plain.load_state_dict(checkpoint["state_dict"])
+
+
+def test_diagnostics_of_a_compiled_network_match_its_eager_forward_pass(run_cli, synthetic_mnist_dir: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cli = fit_briefly(
+        run_cli,
+        synthetic_mnist_dir,
+        *("--model.compile", '{"backend": "aot_eager"}', "--trainer.log_every_n_steps", "2"),
+        *("--trainer.callbacks+=tests.probes.FirstLayerActivationProbe", "--test_after_fit", "false"),
+    )
+    (probe,) = (
+        callback for callback in cli.trainer.callbacks if type(callback).__name__ == "FirstLayerActivationProbe"
+    )
+    events = EventAccumulator(cli.trainer.logger.log_dir)
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("activations/mean_abs/layer_0")}
+    assert logged.keys() == probe.expected.keys() == {1, 3}
+    assert logged == pytest.approx(probe.expected, rel=1e-5)
+    assert "activations/layer_0" in events.Tags()["histograms"]
+
+
+def test_compiled_optimizer_update_runs_the_closure_and_matches_eager_adam() -> None:
+    torch.manual_seed(0)
+    eager_net = torch.nn.Linear(6, 3)
+    compiled_net = copy.deepcopy(eager_net)
+    eager = torch.optim.Adam(eager_net.parameters(), lr=0.1)
+    compiled = torch.optim.Adam(compiled_net.parameters(), lr=0.1)
+    compile_optimizer_update(compiled, {"backend": "aot_eager"})
+    assert hasattr(compiled.step, "compiled_update")
+    inputs, targets = torch.randn(8, 6), torch.randint(0, 3, (8,))
+
+    def closure_for(net: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(net(inputs), targets)
+            loss.backward()
+            return loss
+
+        return closure
+
+    for _ in range(3):
+        eager_loss = eager.step(closure_for(eager_net, eager))
+        compiled_loss = compiled.step(closure_for(compiled_net, compiled))
+        torch.testing.assert_close(compiled_loss, eager_loss)
+    for expected, actual in zip(eager_net.parameters(), compiled_net.parameters(), strict=True):
+        torch.testing.assert_close(actual, expected)
+    assert compiled.state_dict()["state"][0]["step"] == 3  # checkpoints see an ordinary Adam state
+
+
+def test_compile_leaves_scheduled_and_closure_driven_optimizers_eager() -> None:
+    lbfgs = torch.optim.LBFGS(torch.nn.Linear(2, 1).parameters())
+    compile_optimizer_update(lbfgs, {"backend": "aot_eager"})
+    assert not hasattr(lbfgs.step, "compiled_update")
+    model = MNISTClassifier(
+        hidden_sizes=[8],
+        compile={"backend": "aot_eager"},
+        lr_scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1),
+    )
+    assert not hasattr(model.configure_optimizers()["optimizer"].step, "compiled_update")
+    assert hasattr(MNISTClassifier(hidden_sizes=[8], compile=True).configure_optimizers().step, "compiled_update")
 
 
 def test_bf16_mixed_precision_trains_on_cpu(run_cli, synthetic_mnist_dir: Path) -> None:

@@ -7,10 +7,13 @@ first epoch of every run is a warm-up and is left out; each run's time is the me
 epochs, and the table shows the median over repeats, the ratios, and each process's peak RSS.
 
     python benchmarks/epoch_speed.py --device cpu --epochs 4 --repeats 3
-    python benchmarks/epoch_speed.py --device cuda --contenders mnist-lit bare
+    python benchmarks/epoch_speed.py --device cuda --contenders mnist-lit bare dataloader \
+        mnist-lit-compiled bare-cuda-graph
 
 ``mnist-lit`` is the command users type (``configs/mlp.yaml``: TensorBoard logging, checkpoints and
-validation on), timed by ``benchmarks.epoch_timer.EpochTimer`` inside the run.
+validation on), timed by ``benchmarks.epoch_timer.EpochTimer`` inside the run. Two opt-in contenders:
+``mnist-lit-compiled`` adds ``--model.compile`` (``{mode: reduce-overhead}`` on a GPU: CUDA graphs), and
+``bare-cuda-graph`` (GPU only) replays the bare loop's whole step as one captured CUDA graph.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -38,7 +42,8 @@ from benchmarks.epoch_timer import RESULT_PREFIX  # noqa: E402
 from mnist_lit.data import MNIST_FILES, MNISTDataModule, resolve_data_dir, split_indices, to_model_input  # noqa: E402
 from mnist_lit.nets import build_mlp  # noqa: E402
 
-CONTENDERS = ("mnist-lit", "bare", "dataloader")
+CONTENDERS = ("mnist-lit", "bare", "dataloader", "mnist-lit-compiled", "bare-cuda-graph")
+DEFAULT_CONTENDERS = ("mnist-lit", "bare", "dataloader")
 BATCH_SIZE = 100
 VAL_SIZE = 5_000
 SEED = 42
@@ -95,6 +100,66 @@ def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
     timed_epochs(epochs, device, run_epoch)
 
 
+def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
+    """The bare loop with its whole training step (gather, forward, backward, Adam) captured once as a CUDA graph.
+
+    The reference for what a GPU can do when nothing runs on the host per step but one index copy and one
+    replay. Adam needs ``capturable=True`` (its step counter lives on the GPU). The first three steps run
+    eagerly on a side stream, as capture requires; they are real training steps of the first epoch.
+    """
+    if device.type != "cuda":
+        raise SystemExit("bare-cuda-graph needs --device cuda")
+    datamodule = MNISTDataModule(str(data_dir), batch_size=BATCH_SIZE, val_size=VAL_SIZE, seed=SEED, download=False)
+    datamodule.setup("fit")
+    train_images, train_labels = (t.to(device) for t in datamodule.split("train"))
+    val_images, val_labels = (t.to(device) for t in datamodule.split("val"))
+    torch.manual_seed(SEED)
+    model = build_mlp([256, 256]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    batch_indices = torch.zeros(BATCH_SIZE, dtype=torch.long, device=device)
+
+    def train_step() -> Tensor:
+        loss = F.cross_entropy(model(to_model_input(train_images[batch_indices], True)), train_labels[batch_indices])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    graph: torch.cuda.CUDAGraph | None = None
+    warm_up_steps = 3
+
+    def run_epoch(epoch: int) -> float:
+        nonlocal graph
+        model.train()
+        order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SEED + epoch))
+        for indices in order.to(device).split(BATCH_SIZE):
+            batch_indices.copy_(indices)
+            if graph is not None:
+                graph.replay()
+                continue
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                optimizer.zero_grad(set_to_none=True)
+                train_step()
+            torch.cuda.current_stream(device).wait_stream(side)
+            nonlocal warm_up_steps
+            warm_up_steps -= 1
+            if warm_up_steps == 0:
+                graph = torch.cuda.CUDAGraph()
+                optimizer.zero_grad(set_to_none=True)  # the graph's backward then writes fresh gradients
+                with torch.cuda.graph(graph):
+                    train_step()
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for start in range(0, len(val_labels), BATCH_SIZE):
+                logits = model(to_model_input(val_images[start : start + BATCH_SIZE], True))
+                correct += (logits.argmax(1) == val_labels[start : start + BATCH_SIZE]).sum()
+        return correct.item() / len(val_labels)
+
+    timed_epochs(epochs, device, run_epoch)
+
+
 def dataloader_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
     """The pytorch/examples MNIST recipe: torchvision dataset, ToTensor + Normalize, a shuffling DataLoader."""
     from torch.utils.data import DataLoader, Subset
@@ -128,6 +193,13 @@ def dataloader_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
     timed_epochs(epochs, device, run_epoch)
 
 
+WORKERS: dict[str, Callable[[Path, int, torch.device], None]] = {
+    "bare": bare_loop,
+    "bare-cuda-graph": bare_cuda_graph_loop,
+    "dataloader": dataloader_loop,
+}
+
+
 def unpacked_copy(data_dir: Path, target: Path) -> Path:
     """torchvision reads only uncompressed raw files; give it an unpacked copy of ours."""
     raw = target / "MNIST" / "raw"
@@ -143,7 +215,9 @@ def unpacked_copy(data_dir: Path, target: Path) -> Path:
 
 
 def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list[str]:
-    if contender == "mnist-lit":
+    if contender.startswith("mnist-lit"):
+        # On a GPU, reduce-overhead also replays the compiled network as CUDA graphs.
+        compiled = ["--model.compile", "{mode: reduce-overhead}" if args.device == "cuda" else "true"]
         return [
             sys.executable, "-m", "mnist_lit", "fit",
             "--config", str(REPO_ROOT / "configs" / "mlp.yaml"),
@@ -155,6 +229,7 @@ def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list
             "--data.data_dir", str(args.data_dir),
             "--data.download", "false",
             "--test_after_fit", "false",
+            *(compiled if contender == "mnist-lit-compiled" else []),
         ]  # fmt: skip
     data_dir = args.unpacked_dir if contender == "dataloader" else args.data_dir
     return [sys.executable, __file__, "--worker", contender, "--device", args.device,
@@ -196,15 +271,27 @@ def benchmark(args: argparse.Namespace) -> dict:
         if "dataloader" in contenders:
             args.unpacked_dir = unpacked_copy(args.data_dir, workdir / "unpacked")
         for repeat, name in rotations(contenders, args.repeats):
-            seconds, peak_rss_mb, _ = run_contender(command_for(name, args, workdir), args.threads)
+            try:
+                seconds, peak_rss_mb, _ = run_contender(command_for(name, args, workdir), args.threads)
+            except RuntimeError as error:
+                if not args.keep_going:
+                    raise
+                print(f"repeat {repeat}: {name} FAILED, left out: {error}", flush=True)
+                continue
             steady = seconds[1:] or seconds
             per_run[name].append(statistics.median(steady))
             first_epoch[name].append(seconds[0])
             rss[name].append(peak_rss_mb)
             epochs = [round(s, 3) for s in seconds]
             print(f"repeat {repeat}: {name:<10} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
+    failed = [name for name in contenders if not per_run[name]]
+    for name in failed:
+        for table in (per_run, first_epoch, rss):
+            del table[name]
     return {
         "device": args.device,
+        "failed": failed,
+        "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores",
         "epochs": args.epochs,
         "repeats": args.repeats,
         "threads": args.threads,
@@ -219,12 +306,12 @@ def print_table(result: dict) -> None:
     seconds = result["seconds_per_epoch"]
     reference = seconds.get("bare")
     threads = f", {result['threads']} thread(s) per process" if result["threads"] else ""
-    print(f"\nseconds per epoch on {result['device']}{threads}")
+    print(f"\nseconds per epoch on {result['card']}{threads}")
     print(f"(median of {result['repeats']} runs, each the median of its epochs after the first)")
-    print(f"{'contender':<12}{'s/epoch':>9}{'× bare':>9}{'peak RSS MB':>13}")
+    print(f"{'contender':<20}{'s/epoch':>9}{'× bare':>9}{'peak RSS MB':>13}")
     for name, value in seconds.items():
         ratio = f"{value / reference:.2f}" if reference else "-"
-        print(f"{name:<12}{value:>9.3f}{ratio:>9}{result['peak_rss_mb'][name]:>13.0f}")
+        print(f"{name:<20}{value:>9.3f}{ratio:>9}{result['peak_rss_mb'][name]:>13.0f}")
     if "mnist-lit" in seconds and "dataloader" in seconds:
         print(f"dataloader / mnist-lit = {seconds['dataloader'] / seconds['mnist-lit']:.2f}× (goal ≥ 2.5)")
     if "mnist-lit" in seconds and reference:
@@ -241,12 +328,14 @@ def plot(result: dict, path: Path) -> None:
     seconds = result["seconds_per_epoch"]
     reference = seconds.get("bare")
     figure, axes = plt.subplots(figsize=(6, 3.2))
-    bars = axes.barh(list(seconds), list(seconds.values()), color=["#4c72b0", "#55a868", "#c44e52"][: len(seconds)])
+    palette = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
+    colors = [palette[CONTENDERS.index(name)] for name in seconds]
+    bars = axes.barh(list(seconds), list(seconds.values()), color=colors)
     for bar, value in zip(bars, seconds.values(), strict=True):
         label = f"{value:.2f} s" + (f"  ({value / reference:.2f}× bare)" if reference else "")
         axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + label, va="center")
     axes.invert_yaxis()
-    axes.set_xlabel(f"seconds per epoch on {result['device']} (median of {result['repeats']} runs)")
+    axes.set_xlabel(f"seconds per epoch on {result['card']} (median of {result['repeats']} runs)")
     axes.set_xlim(0, max(seconds.values()) * 1.6)
     axes.set_title("One epoch, 784-256-256-10 MLP, batch 100, validation included", fontsize=10)
     figure.tight_layout()
@@ -259,24 +348,22 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(DEFAULT_CONTENDERS))
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
         help="intra-op threads per process (OMP_NUM_THREADS); 1 keeps timings sane on a shared, busy CPU",
     )
+    parser.add_argument("--keep-going", action="store_true", help="leave out a contender whose run fails")
     parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/ (default: $MNIST_LIT_DATA_DIR)")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="draw the bar chart into this PNG")
-    parser.add_argument("--worker", choices=("bare", "dataloader"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=tuple(WORKERS), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data_dir = resolve_data_dir(args.data_dir).resolve()
-    if args.worker == "bare":
-        bare_loop(args.data_dir, args.epochs, torch.device(args.device))
-        return
-    if args.worker == "dataloader":
-        dataloader_loop(args.data_dir, args.epochs, torch.device(args.device))
+    if args.worker is not None:
+        WORKERS[args.worker](args.data_dir, args.epochs, torch.device(args.device))
         return
     result = benchmark(args)
     print_table(result)

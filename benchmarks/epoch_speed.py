@@ -327,7 +327,7 @@ def plot(result: dict, path: Path) -> None:
 
     seconds = result["seconds_per_epoch"]
     reference = seconds.get("bare")
-    figure, axes = plt.subplots(figsize=(6, 3.2))
+    figure, axes = plt.subplots(figsize=(7, 3.4))
     palette = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
     colors = [palette[CONTENDERS.index(name)] for name in seconds]
     bars = axes.barh(list(seconds), list(seconds.values()), color=colors)
@@ -335,9 +335,9 @@ def plot(result: dict, path: Path) -> None:
         label = f"{value:.2f} s" + (f"  ({value / reference:.2f}× bare)" if reference else "")
         axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + label, va="center")
     axes.invert_yaxis()
-    axes.set_xlabel(f"seconds per epoch on {result['card']} (median of {result['repeats']} runs)")
+    axes.set_xlabel(f"seconds per epoch, median of {result['repeats']} runs")
     axes.set_xlim(0, max(seconds.values()) * 1.6)
-    axes.set_title("One epoch, 784-256-256-10 MLP, batch 100, validation included", fontsize=10)
+    axes.set_title(f"One epoch, 784-256-256-10 MLP, batch 100, validation included\n{result['card']}", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -71,12 +71,28 @@ def timed_epochs(epochs: int, device: torch.device, run_epoch: Callable[[int], f
     report(seconds, val_acc)
 
 
-def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
-    """The hand-written loop: whole splits as tensors on the device, batches as index slices."""
+def splits_on(device: torch.device, data_dir: Path) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The train and validation splits as whole uint8 image and label tensors on ``device``."""
     datamodule = MNISTDataModule(str(data_dir), batch_size=BATCH_SIZE, val_size=VAL_SIZE, seed=SEED, download=False)
     datamodule.setup("fit")
-    train_images, train_labels = (t.to(device) for t in datamodule.split("train"))
-    val_images, val_labels = (t.to(device) for t in datamodule.split("val"))
+    train, val = (tuple(t.to(device) for t in datamodule.split(name)) for name in ("train", "val"))
+    return train, val  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def validation_accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor) -> float:
+    """Accuracy on the held-out split in batches of ``BATCH_SIZE``, counted on the device, read back once."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=labels.device)
+    for start in range(0, len(labels), BATCH_SIZE):
+        logits = model(to_model_input(images[start : start + BATCH_SIZE], True))
+        correct += (logits.argmax(1) == labels[start : start + BATCH_SIZE]).sum()
+    return correct.item() / len(labels)
+
+
+def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
+    """The hand-written loop: whole splits as tensors on the device, batches as index slices."""
+    (train_images, train_labels), (val_images, val_labels) = splits_on(device, data_dir)
     torch.manual_seed(SEED)
     model = build_mlp([256, 256]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -89,13 +105,7 @@ def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        with torch.no_grad():
-            for start in range(0, len(val_labels), BATCH_SIZE):
-                logits = model(to_model_input(val_images[start : start + BATCH_SIZE], True))
-                correct += (logits.argmax(1) == val_labels[start : start + BATCH_SIZE]).sum()
-        return correct.item() / len(val_labels)
+        return validation_accuracy(model, val_images, val_labels)
 
     timed_epochs(epochs, device, run_epoch)
 
@@ -109,10 +119,7 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
     """
     if device.type != "cuda":
         raise SystemExit("bare-cuda-graph needs --device cuda")
-    datamodule = MNISTDataModule(str(data_dir), batch_size=BATCH_SIZE, val_size=VAL_SIZE, seed=SEED, download=False)
-    datamodule.setup("fit")
-    train_images, train_labels = (t.to(device) for t in datamodule.split("train"))
-    val_images, val_labels = (t.to(device) for t in datamodule.split("val"))
+    (train_images, train_labels), (val_images, val_labels) = splits_on(device, data_dir)
     torch.manual_seed(SEED)
     model = build_mlp([256, 256]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
@@ -149,13 +156,7 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
                 optimizer.zero_grad(set_to_none=True)  # the graph's backward then writes fresh gradients
                 with torch.cuda.graph(graph):
                     train_step()
-        model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        with torch.no_grad():
-            for start in range(0, len(val_labels), BATCH_SIZE):
-                logits = model(to_model_input(val_images[start : start + BATCH_SIZE], True))
-                correct += (logits.argmax(1) == val_labels[start : start + BATCH_SIZE]).sum()
-        return correct.item() / len(val_labels)
+        return validation_accuracy(model, val_images, val_labels)
 
     timed_epochs(epochs, device, run_epoch)
 

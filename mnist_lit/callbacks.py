@@ -233,9 +233,9 @@ class _ActivationCapture:
         self.active = True
         for index, module in enumerate(activation_layers(model)):
             self._handles.append(module.register_forward_hook(self._hook(index)))
-        set_stance = getattr(torch.compiler, "set_stance", None)
         if not has_compiled_modules(model):
-            return
+            return  # the step's own forward pass fires the hooks
+        set_stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6; older: no activations logged
         if set_stance is not None and isinstance(batch, Sequence) and isinstance(batch[0], Tensor):
             with torch.no_grad(), set_stance("force_eager"):
                 model(batch[0])

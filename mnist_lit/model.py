@@ -209,8 +209,8 @@ def compile_optimizer_update(optimizer: torch.optim.Optimizer, options: dict[str
 
     Lightning calls ``step(closure)``, and its closure runs ``training_step``, the backward pass and the callback
     hooks; compiling through that would break the graph at every Lightning call. So the closure still runs
-    eagerly, and only the update is compiled: for Adam a few fused kernels instead of one per tensor and
-    operation, which is most of a small network's step on a GPU. Left eager: optimizers that need the closure
+    eagerly, and only the update is compiled: for Adam a few fused kernels instead of one launch per tensor and
+    operation. Left eager: optimizers that need the closure
     inside their update (LBFGS), our SparseAdam+Adam pair, and any optimizer an LR scheduler drives (each
     new learning rate would be a recompilation).
     """

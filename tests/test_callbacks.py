@@ -103,9 +103,9 @@ def test_histograms_are_bucketed_like_torch_histogram_and_leave_out_non_finite_v
     values = torch.randn(1000, generator=torch.Generator().manual_seed(0))
     with_gaps = torch.cat([values, torch.tensor([float("nan"), float("inf"), -float("inf")])])
     with SummaryWriter(str(tmp_path)) as writer:
-        add_histogram(writer, "spread", with_gaps, step=3, bins=16)
-        add_histogram(writer, "constant", torch.full((7,), 2.5), step=3)
-        add_histogram(writer, "all_nan", torch.full((4,), float("nan")), step=3)
+        add_histogram([writer], "spread", with_gaps, step=3, bins=16)
+        add_histogram([writer], "constant", torch.full((7,), 2.5), step=3)
+        add_histogram([writer], "all_nan", torch.full((4,), float("nan")), step=3)
     events = read_events(tmp_path)
     assert "all_nan" not in events.Tags()[HISTOGRAMS]  # nothing to draw: nothing written
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_lit.cuda_check import drop_nvml_check_without_gpus
 from mnist_lit.data import NUM_CLASSES
 from mnist_lit.nets import Activation, Init, InputLayer, build_mlp
 from mnist_lit.optimizers import build_optimizer, check_optimizer_fits, optimizer_class
@@ -132,6 +133,9 @@ class MNISTClassifier(L.LightningModule):
         ends_epoch = batch_idx + 1 >= trainer.num_training_batches
         ends_run = 0 < trainer.max_steps <= step
         return ends_epoch or ends_run or (every > 0 and step % every == 0)
+
+    def on_train_start(self) -> None:
+        drop_nvml_check_without_gpus()  # the optimizer asks whether CUDA exists on every step
 
     # Metric objects are logged once per epoch, not in every step: each ``self.log`` call moves the
     # logged object to the device again, which for a Metric costs more than a training step of this MLP.

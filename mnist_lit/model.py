@@ -117,8 +117,18 @@ class MNISTClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         self.train_acc.update(logits.detach(), labels)
         if self._is_logging_step(batch_idx):
-            self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over DDP processes
+            self._log_train_loss(loss)
         return loss
+
+    def _log_train_loss(self, loss: Tensor) -> None:
+        """Log the loss's mean over DDP processes as a value on the CPU.
+
+        The progress bar reads every ``prog_bar`` value back as a Python number after every step, logged or
+        not; kept on a GPU, that read would make every step wait for the device. This way the wait happens
+        only on the steps that log.
+        """
+        mean = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")  # in place across processes
+        self.log("train/loss", mean.cpu(), prog_bar=True)
 
     def _is_logging_step(self, batch_idx: int) -> bool:
         """The steps whose ``train/loss`` reaches the logger: every ``log_every_n_steps``-th, plus the last

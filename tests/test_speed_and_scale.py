@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.cuda_check import NVML_CHECK
 from mnist_lit.model import MNISTClassifier, check_precision_supports, compile_optimizer_update, needs_total_steps
@@ -89,6 +90,16 @@ def test_ddp_on_two_cpu_processes_shards_data_and_syncs_metrics(synthetic_mnist_
             assert check["logged"] == pytest.approx(check["whole_split"], abs=1e-6)
     assert float(printed[0]) == pytest.approx(checks0[-1]["logged"], abs=1e-4)
 
+    # train/loss is logged on every step here, as the mean of the two processes' losses.
+    (run_dir,) = (tmp_path / "logs").glob("*/version_0")
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    logged = [event.value for event in events.Scalars("train/loss")]
+    means = [(loss0 + loss1) / 2 for loss0, loss1 in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)]
+    assert len(logged) == len(means) == 2 * num_train // 2 // 50
+    assert logged == pytest.approx(means, rel=1e-5)
+    assert ranks[0]["losses"] != ranks[1]["losses"], "each process has a loss of its own shard"
+
 
 def fit_briefly(run_cli, data_dir: Path, *args: str):
     return run_cli(
@@ -134,8 +145,6 @@ def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_m
 
 
 def test_diagnostics_of_a_compiled_network_match_its_eager_forward_pass(run_cli, synthetic_mnist_dir: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     cli = fit_briefly(
         run_cli,
         synthetic_mnist_dir,

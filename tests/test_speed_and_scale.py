@@ -133,6 +133,28 @@ def test_training_steps_stop_asking_nvml_for_gpus_where_there_are_none(
     assert NVML_CHECK not in os.environ
 
 
+def test_lightnings_per_hook_bookkeeping_skips_module_setattr(
+    run_cli, synthetic_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning names the running hook on the module around every hook call, about 50 times per step."""
+    names: list[str] = []
+    module_setattr = torch.nn.Module.__setattr__
+
+    def counted_setattr(module: torch.nn.Module, name: str, value: object) -> None:
+        if isinstance(module, MNISTClassifier):
+            names.append(name)
+        module_setattr(module, name, value)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", counted_setattr)
+
+    def setattrs_during_fit(steps: int) -> int:
+        names.clear()
+        fit_briefly(run_cli, synthetic_mnist_dir, "--trainer.limit_train_batches", str(steps))
+        return len(names)
+
+    assert setattrs_during_fit(8) == setattrs_during_fit(2), "no nn.Module.__setattr__ per training step"
+
+
 def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_mnist_dir: Path) -> None:
     # aot_eager runs the real capture (Dynamo graphs, AOTAutograd backward) without minutes of C++ codegen.
     cli = fit_briefly(run_cli, synthetic_mnist_dir, "--model.compile", '{"backend": "aot_eager"}')

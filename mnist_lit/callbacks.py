@@ -124,10 +124,41 @@ def add_histogram(
 
     ``SummaryWriter.add_histogram`` copies every value to the host as float64 and bins it with NumPy
     against about 1,500 fixed edges. Measured on a 2-core CPU, the training steps after each such write ran
-    up to 3 times slower; on a GPU it would also copy every weight to the host. Here one tensor of
-    ``bins + 5`` numbers is read back instead.
+    up to 3 times slower; on a GPU it would also copy every weight to the host. Here two small reads come
+    back instead: the range, then the ``bins`` counts and two sums.
     """
     values = values.detach().flatten().float()
+    low, high = torch.stack(torch.aminmax(values)).tolist()  # NaN or ±inf anywhere shows in the range
+    if math.isfinite(low) and math.isfinite(high):
+        histogram = _bucket_finite(values, low, high, bins)
+    else:
+        histogram = _bucket_leaving_out_non_finite(values, bins)
+    if histogram is None:
+        return
+    for writer in writers:
+        writer.add_histogram_raw(tag, *histogram, step)
+
+
+_Histogram = tuple[float, float, float, float, float, list[float], list[float]]  # add_histogram_raw's arguments
+
+
+def _bucket_finite(values: Tensor, low: float, high: float, bins: int) -> _Histogram:
+    """The common case, every value finite: a third of the device work of the masked path (5 ms → under
+    1 ms for the 200,704 first-layer weights on one CPU thread)."""
+    if high == low:  # all values equal: one bucket
+        total, squares = torch.stack([values.sum(), torch.dot(values, values)]).tolist()
+        return low, high, float(values.numel()), total, squares, [high], [float(values.numel())]
+    # values - low >= 0, so truncating to an integer is the floor; the largest value goes in the last bucket
+    # (and a range too narrow for float32 cannot index outside the buckets)
+    bucket = ((values - low) * (bins / (high - low))).long().clamp_(0, bins - 1)
+    counts = torch.bincount(bucket, minlength=bins).float()
+    total, squares, *counts_ = torch.cat([torch.stack([values.sum(), torch.dot(values, values)]), counts]).tolist()
+    limits = [low + (high - low) * (index + 1) / bins for index in range(bins)]
+    return low, high, float(values.numel()), total, squares, limits, counts_
+
+
+def _bucket_leaving_out_non_finite(values: Tensor, bins: int) -> _Histogram | None:
+    """A diverging run's tensors: NaN and ±inf are masked out of the range, the buckets and the sums."""
     finite = torch.isfinite(values)
     low = torch.where(finite, values, math.inf).min()
     high = torch.where(finite, values, -math.inf).max()
@@ -139,13 +170,11 @@ def add_histogram(
     stats = torch.stack([low, high, finite.sum().float(), kept.sum(), kept.square().sum()])
     low_, high_, num, total, squares, *bucket_counts = torch.cat([stats, counts.float()]).tolist()
     if num == 0:
-        return
-    if high_ == low_:  # all values equal: one bucket
-        limits, bucket_counts = [high_], [num]
-    else:
-        limits = [low_ + (high_ - low_) * (index + 1) / bins for index in range(bins)]
-    for writer in writers:
-        writer.add_histogram_raw(tag, low_, high_, num, total, squares, limits, bucket_counts, step)
+        return None
+    if high_ == low_:  # all finite values equal: one bucket
+        return low_, high_, num, total, squares, [high_], [num]
+    limits = [low_ + (high_ - low_) * (index + 1) / bins for index in range(bins)]
+    return low_, high_, num, total, squares, limits, bucket_counts
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:

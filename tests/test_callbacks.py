@@ -124,6 +124,24 @@ def test_histograms_are_bucketed_like_torch_histogram_and_leave_out_non_finite_v
     assert list(constant.histogram_value.bucket) == [7] and constant.histogram_value.min == 2.5
 
 
+def test_histograms_of_finite_values_match_torch_histogram(tmp_path: Path) -> None:
+    """All values finite: the quicker path of ``add_histogram``, on a layer's worth of weights."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    values = torch.randn(256, 784, generator=torch.Generator().manual_seed(1)) * 0.05
+    with SummaryWriter(str(tmp_path)) as writer:
+        add_histogram([writer], "weights", values, step=5)
+    (written,) = read_events(tmp_path).Histograms("weights")
+    histogram = written.histogram_value
+    assert written.step == 5 and histogram.num == values.numel()
+    assert (histogram.min, histogram.max) == pytest.approx((values.min().item(), values.max().item()))
+    assert histogram.sum == pytest.approx(values.double().sum().item(), abs=1e-2)
+    assert histogram.sum_squares == pytest.approx(values.double().square().sum().item(), rel=1e-5)
+    expected_counts, expected_edges = torch.histogram(values.flatten(), bins=64)
+    assert histogram.bucket == expected_counts.tolist()
+    assert histogram.bucket_limit == pytest.approx(expected_edges[1:].tolist(), abs=1e-6)
+
+
 def test_layers_are_found_in_forward_order() -> None:
     net = build_mlp([8, 4], "tanh")
     assert [layer.in_features for layer in linear_layers(net)] == [784, 8, 4]

@@ -143,8 +143,8 @@ _Histogram = tuple[float, float, float, float, float, list[float], list[float]] 
 
 
 def _bucket_finite(values: Tensor, low: float, high: float, bins: int) -> _Histogram:
-    """The common case, every value finite: a third of the device work of the masked path (5 ms → under
-    1 ms for the 200,704 first-layer weights on one CPU thread)."""
+    """The common case, every value finite: no masks, about a seventh of the masked path's time (5 ms →
+    0.7 ms for the 200,704 first-layer weights on one CPU thread)."""
     if high == low:  # all values equal: one bucket
         total, squares = torch.stack([values.sum(), torch.dot(values, values)]).tolist()
         return low, high, float(values.numel()), total, squares, [high], [float(values.numel())]

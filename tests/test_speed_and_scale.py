@@ -96,7 +96,8 @@ def test_ddp_on_two_cpu_processes_shards_data_and_syncs_metrics(synthetic_mnist_
     events.Reload()
     logged = [event.value for event in events.Scalars("train/loss")]
     means = [(loss0 + loss1) / 2 for loss0, loss1 in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)]
-    assert len(logged) == len(means) == 2 * num_train // 2 // 50
+    epochs, batch_size = 2, 50
+    assert len(logged) == len(means) == epochs * (num_train // 2) // batch_size
     assert logged == pytest.approx(means, rel=1e-5)
     assert ranks[0]["losses"] != ranks[1]["losses"], "each process has a loss of its own shard"
 
@@ -136,7 +137,7 @@ def test_training_steps_stop_asking_nvml_for_gpus_where_there_are_none(
 def test_lightnings_per_hook_bookkeeping_skips_module_setattr(
     run_cli, synthetic_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lightning names the running hook on the module around every hook call, about 50 times per step."""
+    """Lightning names the running hook on the module around every hook call, about 40 times per step."""
     names: list[str] = []
     module_setattr = torch.nn.Module.__setattr__
 

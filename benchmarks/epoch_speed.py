@@ -135,7 +135,7 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
     warm_up_steps = 3
 
     def run_epoch(epoch: int) -> float:
-        nonlocal graph
+        nonlocal graph, warm_up_steps
         model.train()
         order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SEED + epoch))
         for indices in order.to(device).split(BATCH_SIZE):
@@ -149,7 +149,6 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
                 optimizer.zero_grad(set_to_none=True)
                 train_step()
             torch.cuda.current_stream(device).wait_stream(side)
-            nonlocal warm_up_steps
             warm_up_steps -= 1
             if warm_up_steps == 0:
                 graph = torch.cuda.CUDAGraph()

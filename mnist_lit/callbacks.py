@@ -130,34 +130,40 @@ def add_histogram(
     values = values.detach().flatten().float()
     low, high = torch.stack(torch.aminmax(values)).tolist()  # NaN or ±inf anywhere shows in the range
     if math.isfinite(low) and math.isfinite(high):
-        histogram = _bucket_finite(values, low, high, bins)
+        summary = _summarize_finite(values, low, high, bins)
     else:
-        histogram = _bucket_leaving_out_non_finite(values, bins)
-    if histogram is None:
+        summary = _summarize_leaving_out_non_finite(values, bins)
+    if summary is None:
         return
+    low, high, num, total, squares, counts = summary
+    if high == low:  # all values equal: one bucket
+        limits, counts = [high], [num]
+    else:
+        limits = [low + (high - low) * (index + 1) / bins for index in range(bins)]
     for writer in writers:
-        writer.add_histogram_raw(tag, *histogram, step)
+        writer.add_histogram_raw(tag, low, high, num, total, squares, limits, counts, step)
 
 
-_Histogram = tuple[float, float, float, float, float, list[float], list[float]]  # add_histogram_raw's arguments
+# What a histogram is written from: min, max, count, sum, sum of squares, and the counts of the even buckets.
+_Summary = tuple[float, float, float, float, float, list[float]]
 
 
-def _bucket_finite(values: Tensor, low: float, high: float, bins: int) -> _Histogram:
+def _summarize_finite(values: Tensor, low: float, high: float, bins: int) -> _Summary:
     """The common case, every value finite: no masks, about a seventh of the masked path's time (5 ms →
     0.7 ms for the 200,704 first-layer weights on one CPU thread)."""
-    if high == low:  # all values equal: one bucket
-        total, squares = torch.stack([values.sum(), torch.dot(values, values)]).tolist()
-        return low, high, float(values.numel()), total, squares, [high], [float(values.numel())]
+    sums = torch.stack([values.sum(), torch.dot(values, values)])
+    if high == low:  # one bucket: nothing to count
+        total, squares = sums.tolist()
+        return low, high, float(values.numel()), total, squares, []
     # values - low >= 0, so truncating to an integer is the floor; the largest value goes in the last bucket
     # (and a range too narrow for float32 cannot index outside the buckets)
     bucket = ((values - low) * (bins / (high - low))).long().clamp_(0, bins - 1)
     counts = torch.bincount(bucket, minlength=bins).float()
-    total, squares, *counts_ = torch.cat([torch.stack([values.sum(), torch.dot(values, values)]), counts]).tolist()
-    limits = [low + (high - low) * (index + 1) / bins for index in range(bins)]
-    return low, high, float(values.numel()), total, squares, limits, counts_
+    total, squares, *bucket_counts = torch.cat([sums, counts]).tolist()
+    return low, high, float(values.numel()), total, squares, bucket_counts
 
 
-def _bucket_leaving_out_non_finite(values: Tensor, bins: int) -> _Histogram | None:
+def _summarize_leaving_out_non_finite(values: Tensor, bins: int) -> _Summary | None:
     """A diverging run's tensors: NaN and ±inf are masked out of the range, the buckets and the sums."""
     finite = torch.isfinite(values)
     low = torch.where(finite, values, math.inf).min()
@@ -169,12 +175,7 @@ def _bucket_leaving_out_non_finite(values: Tensor, bins: int) -> _Histogram | No
     kept = torch.where(finite, values, 0.0)
     stats = torch.stack([low, high, finite.sum().float(), kept.sum(), kept.square().sum()])
     low_, high_, num, total, squares, *bucket_counts = torch.cat([stats, counts.float()]).tolist()
-    if num == 0:
-        return None
-    if high_ == low_:  # all finite values equal: one bucket
-        return low_, high_, num, total, squares, [high_], [num]
-    limits = [low_ + (high_ - low_) * (index + 1) / bins for index in range(bins)]
-    return low_, high_, num, total, squares, limits, bucket_counts
+    return None if num == 0 else (low_, high_, num, total, squares, bucket_counts)
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:

@@ -232,9 +232,8 @@ def compile_optimizer_update(optimizer: torch.optim.Optimizer, options: dict[str
     Lightning calls ``step(closure)``, and its closure runs ``training_step``, the backward pass and the callback
     hooks; compiling through that would break the graph at every Lightning call. So the closure still runs
     eagerly, and only the update is compiled: for Adam a few fused kernels instead of one launch per tensor and
-    operation. Left eager: optimizers that need the closure
-    inside their update (LBFGS), our SparseAdam+Adam pair, and any optimizer an LR scheduler drives (each
-    new learning rate would be a recompilation).
+    operation. Left eager: optimizers that need the closure inside their update (LBFGS), our SparseAdam+Adam
+    pair, and any optimizer an LR scheduler drives (each new learning rate would be a recompilation).
     """
     if isinstance(optimizer, torch.optim.LBFGS) or not type(optimizer).__module__.startswith("torch.optim"):
         return

@@ -24,8 +24,6 @@ from torch import Tensor
 
 from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 
-NO_STEP = -1
-
 
 def _current_lr(trainer: L.Trainer) -> float | Tensor | None:
     """As stored: converting a tensor learning rate to a float here would sync with the device every step."""
@@ -46,41 +44,37 @@ def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
 class DivergenceGuard(L.Callback):
     """Stops training at a NaN or infinite loss, naming the step, the optimizer and its learning rate.
 
-    Reading the loss on the host every step would synchronise with the GPU on every step, so the
-    step of the first non-finite loss is kept in a device tensor (a few tiny device ops per step,
-    no sync) and read only every ``check_every_n_steps`` steps (by default the trainer's
-    ``log_every_n_steps``, when the logged loss is read anyway), before validation, at the end of an
-    epoch, and before any checkpoint is written. The last check is what keeps the last good checkpoint:
-    a checkpoint of diverged weights is refused, so ``last.ckpt`` stays the one before the divergence.
+    Reading the loss on the host every step would synchronise with the GPU on every step, so each step's
+    loss is only put aside (no device op, no sync) and the losses put aside are read together, in one
+    transfer, every ``check_every_n_steps`` steps (by default the trainer's ``log_every_n_steps``, when the
+    logged loss is read anyway), before validation, at the end of an epoch, and before any checkpoint is
+    written. The last check is what keeps the last good checkpoint: a checkpoint of diverged weights is
+    refused, so ``last.ckpt`` stays the one before the divergence.
     """
 
     def __init__(self, check_every_n_steps: int | None = None) -> None:
         if check_every_n_steps is not None and check_every_n_steps <= 0:
             raise ValueError(f"DivergenceGuard.check_every_n_steps must be positive, got {check_every_n_steps}.")
         self.check_every_n_steps = check_every_n_steps
-        self._first_bad_step: Tensor | None = None
-        self._first_bad_loss: Tensor | None = None
-        self._lr_by_step: dict[int, float | Tensor | None] = {}  # since the last check: schedulers change the lr
+        self._lr: float | Tensor | None = None  # at the start of the running step: schedulers change it
+        # (step, learning rate, loss) of each step since the last check; None while not training
+        self._unchecked: list[tuple[int, float | Tensor | None, Tensor]] | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_bad_step = torch.full((), NO_STEP, dtype=torch.long, device=pl_module.device)
-        self._first_bad_loss = torch.zeros((), device=pl_module.device)
+        self._unchecked = []
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._lr_by_step[trainer.global_step + 1] = _current_lr(trainer)
+        self._lr = _current_lr(trainer)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, Tensor) or self._first_bad_step is None or self._first_bad_loss is None:
+        if not isinstance(loss, Tensor) or self._unchecked is None:
             return
-        loss = loss.detach().float()
-        newly_bad = ~torch.isfinite(loss) & (self._first_bad_step == NO_STEP)
-        self._first_bad_step = torch.where(newly_bad, trainer.global_step, self._first_bad_step)
-        self._first_bad_loss = torch.where(newly_bad, loss, self._first_bad_loss)
+        self._unchecked.append((trainer.global_step, self._lr, loss.detach()))
         every = self.check_every_n_steps or trainer.log_every_n_steps or 1
         if trainer.global_step % every == 0:
             self.check(trainer)
@@ -95,19 +89,19 @@ class DivergenceGuard(L.Callback):
         self.check(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_bad_step = self._first_bad_loss = None
+        self._unchecked = None
 
     def check(self, trainer: L.Trainer) -> None:
-        """Raise ``TrainingDivergedError`` if any loss since training started was not finite (one host sync)."""
-        if self._first_bad_step is None or self._first_bad_loss is None:
+        """Raise ``TrainingDivergedError`` if a loss put aside since the last check is not finite (one host sync)."""
+        if not self._unchecked:
             return
-        step = int(self._first_bad_step)
-        if step == NO_STEP:
-            self._lr_by_step.clear()
+        unchecked, self._unchecked = self._unchecked, []
+        finite = torch.isfinite(torch.stack([loss.float() for _, _, loss in unchecked]))
+        if bool(finite.all()):
             return
-        lr = self._lr_by_step.get(step, _current_lr(trainer))
-        value = float(self._first_bad_loss)
-        self._first_bad_step = self._first_bad_loss = None  # report once; the exception ends training
+        step, lr, loss = unchecked[int(finite.logical_not().nonzero()[0])]
+        value = float(loss)
+        self._unchecked = None  # report once; the exception ends training
         checkpoint = _checkpoint_callback(trainer)
         last_good = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint is not None else ""
         kept = f"The last good checkpoint is {last_good}." if last_good else "No checkpoint had been written yet."

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -19,9 +20,9 @@ import torch
 
 from mnist_lit.cli import MNISTLitCLI, main
 from mnist_lit.data import MNISTDataModule
-from mnist_lit.errors import RunInterrupted
+from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
-from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt
+from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt, DivergenceGuard
 from mnist_lit.runs import claim_next_version
 from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 
@@ -255,3 +256,18 @@ def test_ctrl_c_during_the_last_validation_is_not_swallowed(synthetic_root: Path
         trainer.fit(MNISTClassifier(hidden_sizes=[8]), datamodule)
     assert interrupted.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was given back
+
+
+def test_divergence_guard_names_the_first_bad_step_and_its_learning_rate_at_the_next_check() -> None:
+    """Steps 3 (inf) and 4 (nan) go bad between two checks; the report is about step 3, at the lr step 3 used."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    trainer = SimpleNamespace(global_step=0, log_every_n_steps=50, optimizers=[optimizer], checkpoint_callback=None)
+    guard = DivergenceGuard(check_every_n_steps=10)
+    guard.on_train_start(trainer, None)  # type: ignore[arg-type]
+    for step, loss in enumerate([1.0, 2.0, float("inf"), float("nan"), 3.0], start=1):
+        optimizer.param_groups[0]["lr"] = 0.1 * step  # as a scheduler would
+        guard.on_train_batch_start(trainer, None, None, step - 1)  # type: ignore[arg-type]
+        trainer.global_step = step  # the optimizer has stepped
+        guard.on_train_batch_end(trainer, None, torch.tensor(loss), None, step - 1)  # type: ignore[arg-type]
+    with pytest.raises(TrainingDivergedError, match=r"the loss became inf at step 3 with SGD\(lr=0\.3\)"):
+        guard.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.cli import MNISTLitCLI
@@ -41,6 +42,14 @@ def test_every_config_runs(configs: list[Path], run_cli, synthetic_mnist_dir: Pa
     cli = run_cli(["fit", *config_args(configs), *synthetic(synthetic_mnist_dir), "--trainer.fast_dev_run", "true"])
     assert cli.trainer.state.finished
     assert re.search(r"^test/acc: [01]\.\d{4} \(final weights\)$", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_fast_config_keeps_every_default_callback_but_the_diagnostics() -> None:
+    """fast.yaml replaces the defaults' callback list to leave the diagnostics out; the rest must not drift."""
+    diagnostics = {"GradientNorms", "ActivationStats", "LayerHistograms", "PredictionFigures"}
+    defaults = yaml.safe_load((CONFIG_DIR / "defaults.yaml").read_text())["trainer"]["callbacks"]
+    fast = yaml.safe_load((CONFIG_DIR / "fast.yaml").read_text())["trainer"]["callbacks"]
+    assert fast == [callback for callback in defaults if callback["class_path"].rsplit(".", 1)[-1] not in diagnostics]
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,7 @@ _Summary = tuple[float, float, float, float, float, list[float]]
 
 def _summarize_finite(values: Tensor, low: float, high: float, bins: int) -> _Summary:
     """The common case, every value finite: no masks, and one new buffer worked on in place. For the 200,704
-    first-layer weights on one CPU thread: 0.4 ms, against 5 ms with masks and 1.3 ms with a fresh tensor
+    first-layer weights on one CPU thread: 0.55 ms, against 5 ms with masks and 1.1 ms with a fresh tensor
     per operation (each fresh buffer of that size is new memory to fault in)."""
     sums = torch.stack([values.sum(), torch.dot(values, values)])
     if high == low:  # one bucket: nothing to count

@@ -18,18 +18,22 @@ def image_fingerprints(images: torch.Tensor) -> list[str]:
 
 
 class ShardProbe(L.Callback):
-    """Writes ``rank<N>.json``: the training images this process saw per epoch, its own loss at every step,
-    and every logged val/test accuracy beside the accuracy of the same weights on the whole split, computed
-    here."""
+    """Writes ``rank<N>.json``: the training images this process saw per epoch and how many of them the model
+    got right just before training on them, its own loss at every step, and every logged val/test accuracy
+    beside the accuracy of the same weights on the whole split, computed here."""
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.seen: dict[int, list[str]] = defaultdict(list)
+        self.correct: dict[int, int] = defaultdict(int)
         self.losses: list[float] = []
         self.checks: list[dict[str, float | str]] = []
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        self.seen[trainer.current_epoch].extend(image_fingerprints(batch[0]))
+        images, labels = batch
+        self.seen[trainer.current_epoch].extend(image_fingerprints(images))
+        with torch.no_grad():  # the module itself, not the DDP wrapper: nothing to synchronise
+            self.correct[trainer.current_epoch] += int((pl_module(images).argmax(dim=1) == labels).sum())
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -60,7 +64,13 @@ class ShardProbe(L.Callback):
 
     def _write(self, trainer: L.Trainer) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        report = {"world_size": trainer.world_size, "seen": self.seen, "losses": self.losses, "checks": self.checks}
+        report = {
+            "world_size": trainer.world_size,
+            "seen": self.seen,
+            "correct": self.correct,
+            "losses": self.losses,
+            "checks": self.checks,
+        }
         (self.output_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 

@@ -101,6 +101,15 @@ def test_ddp_on_two_cpu_processes_shards_data_and_syncs_metrics(synthetic_mnist_
     assert logged == pytest.approx(means, rel=1e-5)
     assert ranks[0]["losses"] != ranks[1]["losses"], "each process has a loss of its own shard"
 
+    # train/acc of each epoch is that of the predictions both processes made on their shards while training.
+    train_acc = [event.value for event in events.Scalars("train/acc")]
+    both = [
+        sum(report["correct"][epoch] for report in ranks) / sum(len(report["seen"][epoch]) for report in ranks)
+        for epoch in ("0", "1")
+    ]
+    assert train_acc == pytest.approx(both, abs=1e-6)
+    assert ranks[0]["correct"] != ranks[1]["correct"], "each process scored its own shard"
+
 
 def fit_briefly(run_cli, data_dir: Path, *args: str):
     return run_cli(

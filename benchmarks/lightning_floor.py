@@ -34,11 +34,12 @@ import torch.nn.functional as F
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.epoch_speed import BATCH_SIZE, SEED, splits_on  # noqa: E402
 from mnist_lit.cli import MNISTLitCLI  # noqa: E402
-from mnist_lit.data import MNISTDataModule, resolve_data_dir, to_model_input  # noqa: E402
+from mnist_lit.data import resolve_data_dir, to_model_input  # noqa: E402
 from mnist_lit.nets import build_mlp  # noqa: E402
 
-BATCH_SIZE, WARM_UP_STEPS, LOG_EVERY = 100, 20, 50
+WARM_UP_STEPS, LOG_EVERY = 20, 50
 NOTHING_ON = [
     *("--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.enable_checkpointing=false"),
     *("--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"),
@@ -69,10 +70,8 @@ def step_costs(marks: list[float]) -> tuple[float, float]:
 
 
 def bare_steps(data_dir: Path, steps: int) -> list[float]:
-    datamodule = MNISTDataModule(str(data_dir), batch_size=BATCH_SIZE, download=False)
-    datamodule.setup("fit")
-    images, labels = datamodule.split("train")
-    torch.manual_seed(42)
+    (images, labels), _ = splits_on(torch.device("cpu"), data_dir)
+    torch.manual_seed(SEED)
     model = build_mlp([256, 256])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     marks = []

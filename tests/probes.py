@@ -17,23 +17,39 @@ def image_fingerprints(images: torch.Tensor) -> list[str]:
     return [hashlib.sha1(image.contiguous().cpu().numpy().tobytes()).hexdigest()[:16] for image in images]
 
 
-class ShardProbe(L.Callback):
+class TrainingAccuracyProbe(L.Callback):
+    """How many of each epoch's training images the model got right just before training on them, with the
+    weights that step's forward pass uses: what ``train/acc`` must report."""
+
+    def __init__(self) -> None:
+        self.correct: dict[int, int] = defaultdict(int)
+        self.counted: dict[int, int] = defaultdict(int)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        images, labels = batch
+        with torch.no_grad():  # the module itself, not a DDP wrapper: nothing to synchronise
+            self.correct[trainer.current_epoch] += int((pl_module(images).argmax(dim=1) == labels).sum())
+        self.counted[trainer.current_epoch] += len(labels)
+
+    def accuracy(self, epoch: int) -> float:
+        return self.correct[epoch] / self.counted[epoch]
+
+
+class ShardProbe(TrainingAccuracyProbe):
     """Writes ``rank<N>.json``: the training images this process saw per epoch and how many of them the model
     got right just before training on them, its own loss at every step, and every logged val/test accuracy
     beside the accuracy of the same weights on the whole split, computed here."""
 
     def __init__(self, output_dir: str) -> None:
+        super().__init__()
         self.output_dir = Path(output_dir)
         self.seen: dict[int, list[str]] = defaultdict(list)
-        self.correct: dict[int, int] = defaultdict(int)
         self.losses: list[float] = []
         self.checks: list[dict[str, float | str]] = []
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        images, labels = batch
-        self.seen[trainer.current_epoch].extend(image_fingerprints(images))
-        with torch.no_grad():  # the module itself, not the DDP wrapper: nothing to synchronise
-            self.correct[trainer.current_epoch] += int((pl_module(images).argmax(dim=1) == labels).sum())
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        self.seen[trainer.current_epoch].extend(image_fingerprints(batch[0]))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -68,6 +84,7 @@ class ShardProbe(L.Callback):
             "world_size": trainer.world_size,
             "seen": self.seen,
             "correct": self.correct,
+            "counted": self.counted,
             "losses": self.losses,
             "checks": self.checks,
         }

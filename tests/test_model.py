@@ -10,6 +10,7 @@ import torch
 from mnist_lit.data import MNISTDataModule
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.nets import ACTIVATIONS, INITS
+from tests.probes import TrainingAccuracyProbe
 
 NINE_OPTIMIZERS = {
     "SGD": partial(torch.optim.SGD, lr=0.1),
@@ -83,26 +84,6 @@ def test_training_learns_and_reports_every_metric(synthetic_mnist_dir: Path, tmp
     assert set(results) == {"test/loss", "test/acc"} and results["test/acc"] > 0.9
 
 
-class EpochPredictionProbe(L.Callback):
-    """Test helper: the accuracy of the model's predictions on each epoch's training batches, taken just before
-    each step with the weights that step's forward pass uses."""
-
-    def __init__(self) -> None:
-        self.correct: dict[int, int] = {}
-        self.seen: dict[int, int] = {}
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        images, labels = batch
-        with torch.no_grad():
-            correct = int((pl_module(images).argmax(dim=-1) == labels).sum())
-        epoch = trainer.current_epoch
-        self.correct[epoch] = self.correct.get(epoch, 0) + correct
-        self.seen[epoch] = self.seen.get(epoch, 0) + len(labels)
-
-    def accuracy(self, epoch: int) -> float:
-        return self.correct[epoch] / self.seen[epoch]
-
-
 def test_train_accuracy_scores_the_epochs_own_predictions_once_per_epoch(
     synthetic_mnist_dir: Path, tmp_path: Path
 ) -> None:
@@ -113,10 +94,10 @@ def test_train_accuracy_scores_the_epochs_own_predictions_once_per_epoch(
     updates: list[int] = []
     update = model.train_acc.update
     model.train_acc.update = lambda *args: updates.append(len(args[0])) or update(*args)
-    probe = EpochPredictionProbe()
+    probe = TrainingAccuracyProbe()
     trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=[probe])
     trainer.fit(model, datamodule=synthetic_data(synthetic_mnist_dir))
-    assert updates == [probe.seen[0], probe.seen[1]], "one update per epoch, with all of its predictions"
+    assert updates == [probe.counted[0], probe.counted[1]], "one update per epoch, with all of its predictions"
     assert 0.2 < probe.accuracy(1) < 0.99, "still learning, so a wrong count would show"
     assert trainer.callback_metrics["train/acc"].item() == pytest.approx(probe.accuracy(1))
 

@@ -16,6 +16,11 @@ from mnist_lit.data import DATA_DIR_ENV
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 
+# Tests and notebooks run in folders of their own, so a relative MNIST_LIT_DATA_DIR (``../shared/mnist``) is
+# made absolute once, as meant from where pytest started; the notebooks' kernels inherit it.
+if os.environ.get(DATA_DIR_ENV):
+    os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
+
 
 def idx_bytes(array: torch.Tensor) -> bytes:
     """Encode a uint8 tensor as IDX: two zero bytes, type code 0x08, rank, big-endian sizes, data."""

@@ -1,3 +1,3 @@
-from mnist_lit.cli import main
+from mnist_lit.launch import main
 
 main()

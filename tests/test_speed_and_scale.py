@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from functools import partial
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,6 +164,30 @@ def test_lightnings_per_hook_bookkeeping_skips_module_setattr(
         return len(names)
 
     assert setattrs_during_fit(8) == setattrs_during_fit(2), "no nn.Module.__setattr__ per training step"
+
+
+def test_the_command_imports_without_collector_passes_and_leaves_the_collector_on() -> None:
+    """The ``mnist-lit`` command's start (``mnist_lit.launch``): no cyclic-GC pass over the 400,000 objects the
+    imports create, those objects frozen out of later passes, and the collector on again for the run."""
+    probe = "\n".join(
+        [
+            "import gc, sys",
+            "import mnist_lit",
+            "assert 'lightning' not in sys.modules, 'import mnist_lit pulled in Lightning'",
+            "from mnist_lit.launch import import_cli_frozen",
+            "passes = []",
+            "gc.callbacks.append(lambda phase, info: phase == 'start' and passes.append(info['generation']))",
+            "cli = import_cli_frozen()",
+            "print(cli.__name__, gc.isenabled(), len(passes), gc.get_freeze_count())",
+        ]
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    module, enabled, passes, frozen = result.stdout.split()
+    assert (module, enabled, passes) == ("mnist_lit.cli", "True", "0")
+    assert int(frozen) > 100_000
+    (script,) = entry_points(group="console_scripts", name="mnist-lit")
+    assert script.value == "mnist_lit.launch:main"
 
 
 def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_mnist_dir: Path) -> None:

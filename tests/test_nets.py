@@ -60,9 +60,25 @@ def test_every_init_gives_finite_weights_and_its_own_scale(init: str) -> None:
         assert torch.count_nonzero(first.bias) == 0
 
 
+def test_input_crop_feeds_only_the_central_square_to_the_first_layer() -> None:
+    torch.manual_seed(0)
+    net = build_mlp([32], input_crop=20)
+    assert linear_layers(net)[0].in_features == 400
+    images = torch.rand(3, 1, 28, 28)
+    border_changed = torch.rand(3, 1, 28, 28)
+    border_changed[..., 4:24, 4:24] = images[..., 4:24, 4:24]
+    centre_changed = images.clone()
+    centre_changed[..., 4, 4] += 1.0  # the centre square's first pixel
+    with torch.no_grad():
+        assert torch.equal(net(border_changed), net(images))
+        assert not torch.equal(net(centre_changed), net(images))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"hidden_sizes": [8], "input_crop": 29}, "input_crop must be a whole number of pixels from 1 to 28"),
+        ({"hidden_sizes": [8], "input_crop": 0}, "input_crop must be a whole number of pixels from 1 to 28"),
         ({"hidden_sizes": [256, 0]}, "hidden_sizes must hold positive integers"),
         ({"hidden_sizes": [-3]}, "hidden_sizes must hold positive integers"),
         ({"hidden_sizes": [8], "activation": "swish"}, "activation must be one of"),

@@ -147,3 +147,11 @@ def test_one_epoch_on_real_mnist_reaches_real_accuracy(run_cli, real_mnist_dir: 
     run_cli([*args, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
     accuracy = float(re.search(r"^test/acc: (\d\.\d{4})", capsys.readouterr().out, re.MULTILINE).group(1))
     assert accuracy > 0.95, f"one epoch of the recommended MLP should pass 95% on the official test set, got {accuracy}"
+
+
+@pytest.mark.slow
+def test_fast_config_reaches_98_percent_on_real_mnist(run_cli, real_mnist_dir: Path, capsys) -> None:
+    args = ["fit", "--config", str(CONFIG_DIR / "fast.yaml"), "--data.data_dir", str(real_mnist_dir)]
+    run_cli([*args, "--data.download", "false", "--trainer.enable_progress_bar", "false"])
+    accuracy = float(re.search(r"^test/acc: (\d\.\d{4})", capsys.readouterr().out, re.MULTILINE).group(1))
+    assert accuracy >= 0.98, f"configs/fast.yaml promises 98% on the official test set, got {accuracy}"

@@ -94,7 +94,13 @@ class MNISTClassifier(L.LightningModule):
         check_optimizer(optimizer, lr_scheduler)
         check_optimizer_fits(input_layer, optimizer_class(optimizer))
         self.net = build_mlp(
-            list(hidden_sizes), activation, init, negative_slope, input_layer, pixel_background, input_crop
+            list(hidden_sizes),
+            activation,
+            init,
+            negative_slope,
+            input_layer=input_layer,
+            background=pixel_background,
+            input_crop=input_crop,
         )
         self.make_optimizer = optimizer
         self.make_lr_scheduler = lr_scheduler

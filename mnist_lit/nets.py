@@ -119,8 +119,9 @@ class SparseLinear(nn.Module):
 class CentralCrop(nn.Module):
     """The central ``size``×``size`` pixels of N×1×28×28 images.
 
-    MNIST's digits were scaled into a 20×20 box, then centred by mass in the 28×28 image, so its border is
-    nearly always black. At 20 the first Linear layer, which does most of an MLP's arithmetic, halves.
+    MNIST's digits were scaled into a 20×20 box, then centred by mass in the 28×28 image, so the image's
+    border is nearly always black. At 20 the first Linear layer, which does most of an MLP's arithmetic,
+    halves.
     """
 
     def __init__(self, size: int) -> None:

@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,21 +91,33 @@ def validation_accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor) 
     return correct.item() / len(labels)
 
 
+def seeded_mlp_and_adam(device: torch.device, **adam_options: Any) -> tuple[torch.nn.Module, torch.optim.Adam]:
+    """The seed MLP (784-256-256-10 ReLU) from ``SEED``, and Adam at lr 1e-3: every contender's starting point."""
+    torch.manual_seed(SEED)
+    model = build_mlp([256, 256]).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3, **adam_options)
+
+
+def bare_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor, indices: Tensor
+) -> None:
+    """One step of the hand-written loop: gather the batch by index, forward, backward, Adam."""
+    loss = F.cross_entropy(model(to_model_input(images[indices], True)), labels[indices])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def bare_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
     """The hand-written loop: whole splits as tensors on the device, batches as index slices."""
     (train_images, train_labels), (val_images, val_labels) = splits_on(device, data_dir)
-    torch.manual_seed(SEED)
-    model = build_mlp([256, 256]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model, optimizer = seeded_mlp_and_adam(device)
 
     def run_epoch(epoch: int) -> float:
         model.train()
         order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SEED + epoch))
         for indices in order.to(device).split(BATCH_SIZE):
-            loss = F.cross_entropy(model(to_model_input(train_images[indices], True)), train_labels[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            bare_step(model, optimizer, train_images, train_labels, indices)
         return validation_accuracy(model, val_images, val_labels)
 
     timed_epochs(epochs, device, run_epoch)
@@ -120,9 +133,7 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
     if device.type != "cuda":
         raise SystemExit("bare-cuda-graph needs --device cuda")
     (train_images, train_labels), (val_images, val_labels) = splits_on(device, data_dir)
-    torch.manual_seed(SEED)
-    model = build_mlp([256, 256]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    model, optimizer = seeded_mlp_and_adam(device, capturable=True)
     batch_indices = torch.zeros(BATCH_SIZE, dtype=torch.long, device=device)
 
     def train_step() -> Tensor:
@@ -171,9 +182,7 @@ def dataloader_loop(data_dir: Path, epochs: int, device: torch.device) -> None:
     cuda_kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
     train_loader = DataLoader(Subset(full_train, train_indices.tolist()), BATCH_SIZE, shuffle=True, **cuda_kwargs)
     val_loader = DataLoader(Subset(full_train, val_indices.tolist()), 1000, **cuda_kwargs)
-    torch.manual_seed(SEED)
-    model = build_mlp([256, 256]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model, optimizer = seeded_mlp_and_adam(device)
 
     def run_epoch(epoch: int) -> float:
         model.train()

@@ -29,15 +29,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.epoch_speed import BATCH_SIZE, SEED, splits_on  # noqa: E402
+from benchmarks.epoch_speed import BATCH_SIZE, bare_step, seeded_mlp_and_adam, splits_on  # noqa: E402
 from mnist_lit.cli import MNISTLitCLI  # noqa: E402
-from mnist_lit.data import resolve_data_dir, to_model_input  # noqa: E402
-from mnist_lit.nets import build_mlp  # noqa: E402
+from mnist_lit.data import resolve_data_dir  # noqa: E402
 
 WARM_UP_STEPS, LOG_EVERY = 20, 50
 NOTHING_ON = [
@@ -71,16 +69,11 @@ def step_costs(marks: list[float]) -> tuple[float, float]:
 
 def bare_steps(data_dir: Path, steps: int) -> list[float]:
     (images, labels), _ = splits_on(torch.device("cpu"), data_dir)
-    torch.manual_seed(SEED)
-    model = build_mlp([256, 256])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model, optimizer = seeded_mlp_and_adam(torch.device("cpu"))
     marks = []
     for indices in torch.randperm(len(labels))[: steps * BATCH_SIZE].split(BATCH_SIZE):
         marks.append(time.perf_counter())
-        loss = F.cross_entropy(model(to_model_input(images[indices], True)), labels[indices])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        bare_step(model, optimizer, images, labels, indices)
     marks.append(time.perf_counter())
     return marks
 

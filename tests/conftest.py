@@ -22,6 +22,11 @@ if os.environ.get(DATA_DIR_ENV):
     os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
 
 
+def env_with_repo_on_path(**extra: str) -> dict[str, str]:
+    """This process's environment, plus the checkout on PYTHONPATH (for ``tests.probes``) and ``extra``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
 def idx_bytes(array: torch.Tensor) -> bytes:
     """Encode a uint8 tensor as IDX: two zero bytes, type code 0x08, rank, big-endian sizes, data."""
     assert array.dtype == torch.uint8

@@ -31,6 +31,13 @@ def config_args(configs: list[Path]) -> list[str]:
     return [argument for config in configs for argument in ("--config", str(config))]
 
 
+def printed_test_accuracy(output: str) -> float:
+    """The accuracy on the ``test/acc: 0.9801 (...)`` line that ``mnist-lit fit`` prints after testing."""
+    found = re.search(r"^test/acc: (\d\.\d{4})", output, re.MULTILINE)
+    assert found is not None, f"no test/acc line in:\n{output[-2000:]}"
+    return float(found.group(1))
+
+
 def synthetic(data_dir: Path) -> list[str]:
     return ["--data.data_dir", str(data_dir), *SYNTHETIC_DATA_ARGS]
 
@@ -145,7 +152,7 @@ def test_fit_can_skip_the_final_test(run_cli, synthetic_mnist_dir: Path, capsys)
 def test_one_epoch_on_real_mnist_reaches_real_accuracy(run_cli, real_mnist_dir: Path, capsys) -> None:
     args = ["fit", "--config", str(BASE_CONFIG), "--data.data_dir", str(real_mnist_dir), "--data.download", "false"]
     run_cli([*args, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
-    accuracy = float(re.search(r"^test/acc: (\d\.\d{4})", capsys.readouterr().out, re.MULTILINE).group(1))
+    accuracy = printed_test_accuracy(capsys.readouterr().out)
     assert accuracy > 0.95, f"one epoch of the recommended MLP should pass 95% on the official test set, got {accuracy}"
 
 
@@ -153,5 +160,5 @@ def test_one_epoch_on_real_mnist_reaches_real_accuracy(run_cli, real_mnist_dir: 
 def test_fast_config_reaches_98_percent_on_real_mnist(run_cli, real_mnist_dir: Path, capsys) -> None:
     args = ["fit", "--config", str(CONFIG_DIR / "fast.yaml"), "--data.data_dir", str(real_mnist_dir)]
     run_cli([*args, "--data.download", "false", "--trainer.enable_progress_bar", "false"])
-    accuracy = float(re.search(r"^test/acc: (\d\.\d{4})", capsys.readouterr().out, re.MULTILINE).group(1))
+    accuracy = printed_test_accuracy(capsys.readouterr().out)
     assert accuracy >= 0.98, f"configs/fast.yaml promises 98% on the official test set, got {accuracy}"

@@ -24,7 +24,7 @@ from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt, DivergenceGuard
 from mnist_lit.runs import claim_next_version
-from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS, make_synthetic_mnist
+from tests.conftest import SYNTHETIC_DATA_ARGS, env_with_repo_on_path, make_synthetic_mnist
 
 STEPS_PER_EPOCH = 5  # 500 synthetic training images in batches of 100
 
@@ -166,9 +166,10 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint_to_the_same_result(
     """SIGKILL cannot be caught: a real process is killed mid-epoch and the resumed run redoes that epoch."""
     marker = tmp_path / "hanging"
     hang = extra_callback(HangAtStep, at_step=STEPS_PER_EPOCH + 3, marker=str(marker))
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-m", "mnist_lit", *fit_args(synthetic_root, tmp_path, hang)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env_with_repo_on_path(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         while not marker.exists():
             if process.poll() is not None:

@@ -21,18 +21,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_lit.cuda_check import NVML_CHECK
 from mnist_lit.model import MNISTClassifier, check_precision_supports, compile_optimizer_update, needs_total_steps
-from tests.conftest import REPO_ROOT, SYNTHETIC_DATA_ARGS
+from tests.conftest import SYNTHETIC_DATA_ARGS, env_with_repo_on_path
 
 DDP_TIMEOUT_S = 240
 
 
 def run_in_subprocess(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``python -m mnist_lit`` in its own process group, so a hung DDP run is killed whole."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",  # two processes on two cores: one thread each, no oversubscription
-    }
+    # two processes on two cores: one thread each, no oversubscription
+    env = env_with_repo_on_path(OMP_NUM_THREADS="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "mnist_lit", *args],
         cwd=cwd,
@@ -181,8 +178,9 @@ def test_the_command_imports_without_collector_passes_and_leaves_the_collector_o
             "print(cli.__name__, gc.isenabled(), len(passes), gc.get_freeze_count())",
         ]
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env_with_repo_on_path(), check=True
+    )
     module, enabled, passes, frozen = result.stdout.split()
     assert (module, enabled, passes) == ("mnist_lit.cli", "True", "0")
     assert int(frozen) > 100_000

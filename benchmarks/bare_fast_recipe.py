@@ -49,7 +49,7 @@ def main(raw: Path) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.005, total_steps=steps)
     for _ in range(EPOCHS):
         for batch in torch.randperm(TRAIN_SIZE).split(BATCH):
-            loss = F.cross_entropy(model(model_input(images[batch])), labels[batch])
+            loss = F.cross_entropy(model(model_input(images.index_select(0, batch))), labels.index_select(0, batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

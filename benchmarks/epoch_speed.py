@@ -101,8 +101,10 @@ def seeded_mlp_and_adam(device: torch.device, **adam_options: Any) -> tuple[torc
 def bare_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor, indices: Tensor
 ) -> None:
-    """One step of the hand-written loop: gather the batch by index, forward, backward, Adam."""
-    loss = F.cross_entropy(model(to_model_input(images[indices], True)), labels[indices])
+    """One step of the hand-written loop: gather the batch by index (as mnist-lit's loader does), forward,
+    backward, Adam."""
+    batch_images, batch_labels = images.index_select(0, indices), labels.index_select(0, indices)
+    loss = F.cross_entropy(model(to_model_input(batch_images, True)), batch_labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -42,13 +42,15 @@ def run_main(
         (("--model.hidden_sizes", "[64, 0]"), ["model.hidden_sizes", "positive"]),
         (("--data.batch_size", "0"), ["data.batch_size", "positive"]),
         (("--model.input_crop", "40"), ["model.input_crop", "from 1 to 28", "got 40"]),
+        (("--model.label_smoothing", "1.5"), ["model.label_smoothing", "0.1 is the usual", "Got 1.5"]),
         (("--data.val_size", "60000"), ["data.val_size", "59999"]),
         (("--model.optimizer.lr", "-0.1"), ["model.optimizer", "Invalid learning rate: -0.1"]),
         (("--model.optimizer", "SGD", "--model.optimizer.lr", "0"), ["model.optimizer.lr must be positive", "SGD"]),
         (("--model.optimizer", "torch.optim.Adamm"), ["model.optimizer", "torch.optim.Adamm"]),
     ],
     ids=[
-        "activation", "hidden-size", "batch-size", "input-crop", "val-size", "negative-lr", "zero-lr", "optimizer-class"
+        "activation", "hidden-size", "batch-size", "input-crop", "label-smoothing", "val-size", "negative-lr",
+        "zero-lr", "optimizer-class",
     ],
 )  # fmt: skip
 def test_invalid_configuration_is_named_before_training(

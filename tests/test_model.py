@@ -6,8 +6,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data import MNISTDataModule, to_model_input
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.nets import ACTIVATIONS, INITS
 from tests.probes import TrainingAccuracyProbe
@@ -100,6 +101,42 @@ def test_train_accuracy_scores_the_epochs_own_predictions_once_per_epoch(
     assert updates == [probe.counted[0], probe.counted[1]], "one update per epoch, with all of its predictions"
     assert 0.2 < probe.accuracy(1) < 0.99, "still learning, so a wrong count would show"
     assert trainer.callback_metrics["train/acc"].item() == pytest.approx(probe.accuracy(1))
+
+
+class FirstStepLoss(L.Callback):
+    """The first training batch, the loss Lightning backpropagates for it, and the plain and smoothed losses
+    of the same weights on it."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.batch = batch
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if not hasattr(self, "loss"):
+            images, labels = self.batch
+            with torch.no_grad():
+                logits = pl_module(images)
+            self.loss = loss.item()
+            self.plain = F.cross_entropy(logits, labels).item()
+            self.smoothed = F.cross_entropy(logits, labels, label_smoothing=0.1).item()
+
+
+def test_label_smoothing_shapes_the_training_loss_only(synthetic_mnist_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = MNISTClassifier(hidden_sizes=[16], label_smoothing=0.1)
+    datamodule = synthetic_data(synthetic_mnist_dir)
+    first_step = FirstStepLoss()
+    trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=[first_step])
+    trainer.fit(model, datamodule=datamodule)
+    assert first_step.loss == pytest.approx(first_step.smoothed, rel=1e-5)
+    assert abs(first_step.smoothed - first_step.plain) > 1e-3, "smoothing must change the training loss"
+
+    (results,) = trainer.validate(model, datamodule=datamodule, verbose=False)
+    images, labels = datamodule.split("val")
+    with torch.no_grad():
+        logits = model(to_model_input(images, datamodule.normalize))
+    assert results["val/loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert results["val/loss"] != pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item(), rel=1e-3)
 
 
 def test_scheduler_is_stepped_at_the_chosen_interval(synthetic_mnist_dir: Path, tmp_path: Path) -> None:

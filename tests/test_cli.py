@@ -8,7 +8,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lit.cli import MNISTLitCLI
+from mnist_lit.cli import MNISTLitCLI, invoked_subcommand
 from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS
 
 # Files in these folders change one aspect and are meant to be stacked on a model config.
@@ -141,6 +141,27 @@ def test_tensorboard_holds_metrics_and_hparams(run_cli, synthetic_mnist_dir: Pat
     assert hparams["hidden_sizes"] == "[256, 256]" and hparams["activation"] == "relu" and hparams["batch_size"] == 100
     experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin_data["_hparams_/experiment"]).experiment
     assert {info.name.tag for info in experiment.metric_infos} >= {"val/acc", "test/acc"}
+
+
+def test_only_the_named_subcommand_gets_a_parser(run_cli, synthetic_mnist_dir: Path) -> None:
+    """Each subcommand's parser costs about 0.1 s to build and check, and a run needs one."""
+    cli = train_briefly(run_cli, synthetic_mnist_dir, "--trainer.max_steps", "2", "--test_after_fit", "false")
+    assert set(cli._subcommand_parsers) == {"fit"}
+    assert cli.trainer.global_step == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["fit", "--config", "a.yaml"], "fit"),
+        (["-c", "test", "validate"], "validate"),  # a config file may be called anything
+        (["--config=a.yaml", "predict"], "predict"),
+        (["--help"], None),
+        ({"fit": {}}, None),  # LightningCLI also takes a dict
+    ],
+)
+def test_invoked_subcommand_is_the_first_word_that_is_not_an_option(args, expected: str | None) -> None:
+    assert invoked_subcommand(args) == expected
 
 
 def test_fit_can_skip_the_final_test(run_cli, synthetic_mnist_dir: Path, capsys) -> None:

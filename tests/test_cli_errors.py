@@ -70,6 +70,13 @@ def test_missing_checkpoint_is_named(run_main: Callable[..., tuple[int, str]], s
     assert "--ckpt_path runs/old/best.ckpt: no such checkpoint file" in message
 
 
+def test_a_misspelt_subcommand_is_shown_every_choice(run_main: Callable[..., tuple[int, str]]) -> None:
+    code, message = run_main("fitt", "--trainer.max_epochs", "1")
+    assert code == 2
+    assert "invalid choice: 'fitt'" in message
+    assert all(f"'{name}'" in message for name in ("fit", "validate", "test", "predict"))
+
+
 def test_yaml_typo_names_the_key(run_main: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
     config = tmp_path / "typo.yaml"
     config.write_text("model:\n  hiden_sizes: [32]\n")

@@ -83,7 +83,10 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> Tensor:
             f"{source}: IDX header declares shape {shape} ({expected} bytes) but the file has {len(data)} bytes; "
             "it is truncated or corrupt. Delete it and download it again."
         )
-    array = torch.frombuffer(bytearray(data[header_size:]), dtype=dtype) if count else torch.empty(0, dtype=dtype)
+    if count:  # one writable copy of the whole file, read from past the header
+        array = torch.frombuffer(bytearray(data), dtype=dtype, offset=header_size, count=count)
+    else:
+        array = torch.empty(0, dtype=dtype)
     if dtype.itemsize > 1:  # IDX is big-endian; torch reads native (little-endian) order
         array = array.view(torch.uint8).view(-1, dtype.itemsize).flip(1).contiguous().view(dtype).view(-1)
     return array.reshape(shape)
@@ -371,8 +374,9 @@ class MNISTDataModule(L.LightningDataModule):
                     f"data.val_size must be smaller than the {len(labels)} training images, got {self.val_size}."
                 )
             train, val = split_indices(len(labels), self.val_size, self.seed)
-            self._splits["train"] = self._to_trainer_device(images[train], labels[train])
-            self._splits["val"] = self._to_trainer_device(images[val], labels[val])
+            for name, indices in (("train", train), ("val", val)):
+                split = images.index_select(0, indices), labels.index_select(0, indices)
+                self._splits[name] = self._to_trainer_device(*split)
         if stage == "predict" and self._predicts_on_files():
             from mnist_lit.predict import load_digit_images  # images from files: only this stage needs PIL
 

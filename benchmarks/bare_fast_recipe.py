@@ -1,8 +1,8 @@
 """``configs/fast.yaml``'s recipe as a bare PyTorch script: the floor under that command's wall time.
 
-Same network (the central 20×20 pixels, then 400-256-128-10 ReLU), Adam (lr 1e-3, ``foreach``) under
-``OneCycleLR`` (max_lr 0.005, stepped every batch), batch 256, 4 epochs on 55,000 training images,
-standardized pixels, seed 42; then the accuracy on the 10,000 test images. It imports nothing but torch
+Same network (the central 20×20 pixels, then 400-256-128-10 ReLU), fused Adam (lr 1e-3) under
+``OneCycleLR`` (max_lr 0.01, stepped every batch), label smoothing 0.1, batch 384, 3 epochs on 55,000
+training images, standardized pixels, seed 42; then the accuracy on the 10,000 test images. It imports nothing but torch
 and reads the gzipped IDX files itself, so its start-to-accuracy time is what any program needs on this
 machine for this recipe.
 ``benchmarks/fast_config.py --bare`` runs it beside the real command.
@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 IMPORTED = time.perf_counter()
-BATCH, EPOCHS, TRAIN_SIZE, MEAN, STD = 256, 4, 55_000, 0.1307, 0.3081
+BATCH, EPOCHS, TRAIN_SIZE, MEAN, STD, SMOOTHING = 384, 3, 55_000, 0.1307, 0.3081, 0.1
 CROP = slice(4, 24)  # the central 20×20 of 28×28
 
 
@@ -44,12 +44,13 @@ def main(raw: Path) -> None:
     read = time.perf_counter()
     torch.manual_seed(42)
     model = nn.Sequential(nn.Linear(400, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     steps = EPOCHS * -(-TRAIN_SIZE // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.005, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=steps)
     for _ in range(EPOCHS):
         for batch in torch.randperm(TRAIN_SIZE).split(BATCH):
-            loss = F.cross_entropy(model(model_input(images.index_select(0, batch))), labels.index_select(0, batch))
+            logits = model(model_input(images.index_select(0, batch)))
+            loss = F.cross_entropy(logits, labels.index_select(0, batch), label_smoothing=SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -93,7 +93,7 @@ class MNISTLitCLI(LightningCLI):
         for every subcommand it lists, about 0.1 s each here, and a run uses one. With none named (``--help``)
         or a misspelt one, all four, so the usage and the error list every choice."""
         every = LightningCLI.subcommands()
-        invoked = getattr(self, "_invoked_subcommand", None)
+        invoked = self._invoked_subcommand
         return {invoked: every[invoked]} if invoked in every else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

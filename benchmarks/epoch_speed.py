@@ -4,7 +4,8 @@ All three train the same 784-256-256-10 ReLU MLP with Adam (lr 1e-3) at batch 10
 validate on the same 5,000 held-out images after every epoch. They run as separate processes, one after
 the other, in an order that rotates every repeat, so a busy neighbour slows all of them alike. The
 first epoch of every run is a warm-up and is left out; each run's time is the median of its other
-epochs, and the table shows the median over repeats, the ratios, and each process's peak RSS.
+epochs, and the table shows the median over repeats, the ratios, and each process's peak RSS; below it,
+the ratio of every ``mnist-lit`` run to the bare run of the same repeat (their spread is the machine's noise).
 
     python benchmarks/epoch_speed.py --device cpu --epochs 4 --repeats 3
     python benchmarks/epoch_speed.py --device cuda --contenders mnist-lit bare dataloader \
@@ -275,6 +276,7 @@ def rotations(items: tuple[str, ...], repeats: int) -> Iterator[tuple[int, str]]
 def benchmark(args: argparse.Namespace) -> dict:
     contenders = tuple(args.contenders)
     per_run: dict[str, list[float]] = {name: [] for name in contenders}
+    repeats_run: dict[str, list[int]] = {name: [] for name in contenders}  # which repeat each run belongs to
     first_epoch: dict[str, list[float]] = {name: [] for name in contenders}
     rss: dict[str, list[float]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="mnist-lit-bench-") as tmp:
@@ -291,11 +293,13 @@ def benchmark(args: argparse.Namespace) -> dict:
                 continue
             steady = seconds[1:] or seconds
             per_run[name].append(statistics.median(steady))
+            repeats_run[name].append(repeat)
             first_epoch[name].append(seconds[0])
             rss[name].append(peak_rss_mb)
             epochs = [round(s, 3) for s in seconds]
             print(f"repeat {repeat}: {name:<10} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
     failed = [name for name in contenders if not per_run[name]]
+    paired = paired_ratios(per_run, repeats_run)
     for name in failed:
         for table in (per_run, first_epoch, rss):
             del table[name]
@@ -310,7 +314,23 @@ def benchmark(args: argparse.Namespace) -> dict:
         "first_epoch_seconds": {name: statistics.median(values) for name, values in first_epoch.items()},
         "runs": per_run,
         "peak_rss_mb": {name: max(values) for name, values in rss.items()},
+        "paired_ratios": paired,
     }
+
+
+def paired_ratios(per_run: dict[str, list[float]], repeats_run: dict[str, list[int]]) -> dict[str, list[float]]:
+    """Each contender's run over the bare run of the same repeat.
+
+    The two ran back to back, so a slow spell of the machine that lasts minutes moves both; the spread of
+    these ratios shows how much of the headline ratio (of the medians) is the moment it was measured in.
+    """
+    bare = dict(zip(repeats_run.get("bare", []), per_run.get("bare", []), strict=True))
+    ratios: dict[str, list[float]] = {}
+    for name, values in per_run.items():
+        if name != "bare":
+            runs = zip(repeats_run[name], values, strict=True)
+            ratios[name] = [value / bare[repeat] for repeat, value in runs if repeat in bare]
+    return ratios
 
 
 def print_table(result: dict) -> None:
@@ -327,6 +347,12 @@ def print_table(result: dict) -> None:
         print(f"dataloader / mnist-lit = {seconds['dataloader'] / seconds['mnist-lit']:.2f}× (goal ≥ 2.5)")
     if "mnist-lit" in seconds and reference:
         print(f"mnist-lit / bare = {seconds['mnist-lit'] / reference:.2f}× (goal ≤ 1.25)")
+    pairs = result["paired_ratios"].get("mnist-lit")
+    if pairs:
+        print(
+            f"mnist-lit / bare within each repeat: median {statistics.median(pairs):.2f}×, "
+            f"from {min(pairs):.2f}× to {max(pairs):.2f}× ({', '.join(f'{ratio:.2f}' for ratio in pairs)})"
+        )
 
 
 def plot(result: dict, path: Path) -> None:

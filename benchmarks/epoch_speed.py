@@ -1,11 +1,11 @@
 """Seconds per epoch: ``mnist-lit fit`` against a bare PyTorch loop and a torchvision ``DataLoader`` loop.
 
-All three train the same 784-256-256-10 ReLU MLP with Adam (lr 1e-3) at batch 100 on 55,000 images and
+Its contenders train the same 784-256-256-10 ReLU MLP with Adam (lr 1e-3) at batch 100 on 55,000 images and
 validate on the same 5,000 held-out images after every epoch. They run as separate processes, one after
 the other, in an order that rotates every repeat, so a busy neighbour slows all of them alike. The
 first epoch of every run is a warm-up and is left out; each run's time is the median of its other
 epochs, and the table shows the median over repeats, the ratios, and each process's peak RSS; below it,
-the ratio of every ``mnist-lit`` run to the bare run of the same repeat (their spread is the machine's noise).
+the ratio of every run to the bare run of the same repeat (their spread is the machine's noise).
 
     python benchmarks/epoch_speed.py --device cpu --epochs 4 --repeats 3
     python benchmarks/epoch_speed.py --device cuda --contenders mnist-lit bare dataloader \
@@ -14,7 +14,10 @@ the ratio of every ``mnist-lit`` run to the bare run of the same repeat (their s
 ``mnist-lit`` is the command users type (``configs/mlp.yaml``: TensorBoard logging, checkpoints and
 validation on), timed by ``benchmarks.epoch_timer.EpochTimer`` inside the run. Two opt-in contenders:
 ``mnist-lit-compiled`` adds ``--model.compile`` (``{mode: reduce-overhead}`` on a GPU: CUDA graphs), and
-``bare-cuda-graph`` (GPU only) replays the bare loop's whole step as one captured CUDA graph.
+``bare-cuda-graph`` (GPU only) replays the bare loop's whole step as one captured CUDA graph. Run by
+default beside them, ``lightning-floor`` is the same command with everything ``mnist-lit`` adds to
+Lightning's loop switched off (callbacks, TensorBoard, checkpoints, progress bar, model summary): what
+Lightning's loop costs by itself.
 """
 
 from __future__ import annotations
@@ -44,8 +47,15 @@ from benchmarks.epoch_timer import RESULT_PREFIX  # noqa: E402
 from mnist_lit.data import MNIST_FILES, MNISTDataModule, resolve_data_dir, split_indices, to_model_input  # noqa: E402
 from mnist_lit.nets import build_mlp  # noqa: E402
 
-CONTENDERS = ("mnist-lit", "bare", "dataloader", "mnist-lit-compiled", "bare-cuda-graph")
-DEFAULT_CONTENDERS = ("mnist-lit", "bare", "dataloader")
+CONTENDERS = ("mnist-lit", "bare", "dataloader", "mnist-lit-compiled", "bare-cuda-graph", "lightning-floor")
+DEFAULT_CONTENDERS = ("mnist-lit", "lightning-floor", "bare", "dataloader")
+# ``lightning-floor``: the same command with everything ``mnist-lit`` adds to Lightning's loop switched off (its
+# callbacks, TensorBoard, checkpoints, progress bar, model summary); only the epoch timer stays.
+NOTHING_ON = (
+    "--trainer.callbacks=[benchmarks.epoch_timer.EpochTimer]", "--trainer.logger=false",
+    "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+)  # fmt: skip
 BATCH_SIZE = 100
 VAL_SIZE = 5_000
 SEED = 42
@@ -227,7 +237,7 @@ def unpacked_copy(data_dir: Path, target: Path) -> Path:
 
 
 def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list[str]:
-    if contender.startswith("mnist-lit"):
+    if contender.startswith("mnist-lit") or contender == "lightning-floor":
         # On a GPU, reduce-overhead also replays the compiled network as CUDA graphs.
         compiled = ["--model.compile", "{mode: reduce-overhead}" if args.device == "cuda" else "true"]
         return [
@@ -237,11 +247,14 @@ def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list
             "--trainer.accelerator", args.device,
             "--trainer.devices", "1",
             "--trainer.logger.init_args.save_dir", str(workdir / "logs"),
+            # a run without a logger saves its config.yaml here: a folder of its own, so repeats never collide
+            "--trainer.default_root_dir", tempfile.mkdtemp(prefix=f"{contender}-", dir=workdir),
             "--trainer.callbacks+=benchmarks.epoch_timer.EpochTimer",
             "--data.data_dir", str(args.data_dir),
             "--data.download", "false",
             "--test_after_fit", "false",
             *(compiled if contender == "mnist-lit-compiled" else []),
+            *(NOTHING_ON if contender == "lightning-floor" else []),
         ]  # fmt: skip
     data_dir = args.unpacked_dir if contender == "dataloader" else args.data_dir
     return [sys.executable, __file__, "--worker", contender, "--device", args.device,
@@ -297,7 +310,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             first_epoch[name].append(seconds[0])
             rss[name].append(peak_rss_mb)
             epochs = [round(s, 3) for s in seconds]
-            print(f"repeat {repeat}: {name:<10} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
+            print(f"repeat {repeat}: {name:<15} epochs {epochs}  peak RSS {peak_rss_mb:.0f} MB", flush=True)
     failed = [name for name in contenders if not per_run[name]]
     paired = paired_ratios(per_run, repeats_run)
     for name in failed:
@@ -347,12 +360,12 @@ def print_table(result: dict) -> None:
         print(f"dataloader / mnist-lit = {seconds['dataloader'] / seconds['mnist-lit']:.2f}× (goal ≥ 2.5)")
     if "mnist-lit" in seconds and reference:
         print(f"mnist-lit / bare = {seconds['mnist-lit'] / reference:.2f}× (goal ≤ 1.25)")
-    pairs = result["paired_ratios"].get("mnist-lit")
-    if pairs:
-        print(
-            f"mnist-lit / bare within each repeat: median {statistics.median(pairs):.2f}×, "
-            f"from {min(pairs):.2f}× to {max(pairs):.2f}× ({', '.join(f'{ratio:.2f}' for ratio in pairs)})"
-        )
+    for name, pairs in result["paired_ratios"].items():
+        if pairs:
+            print(
+                f"{name} / bare within each repeat: median {statistics.median(pairs):.2f}×, "
+                f"from {min(pairs):.2f}× to {max(pairs):.2f}× ({', '.join(f'{ratio:.2f}' for ratio in pairs)})"
+            )
 
 
 def plot(result: dict, path: Path) -> None:
@@ -365,7 +378,7 @@ def plot(result: dict, path: Path) -> None:
     seconds = result["seconds_per_epoch"]
     reference = seconds.get("bare")
     figure, axes = plt.subplots(figsize=(7, 3.4))
-    palette = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
+    palette = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#937860"]
     colors = [palette[CONTENDERS.index(name)] for name in seconds]
     bars = axes.barh(list(seconds), list(seconds.values()), color=colors)
     for bar, value in zip(bars, seconds.values(), strict=True):

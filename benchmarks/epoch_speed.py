@@ -49,12 +49,11 @@ from mnist_lit.nets import build_mlp  # noqa: E402
 
 CONTENDERS = ("mnist-lit", "bare", "dataloader", "mnist-lit-compiled", "bare-cuda-graph", "lightning-floor")
 DEFAULT_CONTENDERS = ("mnist-lit", "lightning-floor", "bare", "dataloader")
-# ``lightning-floor``: the same command with everything ``mnist-lit`` adds to Lightning's loop switched off (its
-# callbacks, TensorBoard, checkpoints, progress bar, model summary); only the epoch timer stays.
+# Everything ``mnist-lit`` adds to Lightning's loop, switched off: its callbacks, TensorBoard, checkpoints, progress
+# bar and model summary. What is left is Lightning's loop by itself (``lightning-floor``, ``lightning_floor.py``).
 NOTHING_ON = (
-    "--trainer.callbacks=[benchmarks.epoch_timer.EpochTimer]", "--trainer.logger=false",
-    "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
+    "--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 )  # fmt: skip
 BATCH_SIZE = 100
 VAL_SIZE = 5_000
@@ -249,12 +248,12 @@ def command_for(contender: str, args: argparse.Namespace, workdir: Path) -> list
             "--trainer.logger.init_args.save_dir", str(workdir / "logs"),
             # a run without a logger saves its config.yaml here: a folder of its own, so repeats never collide
             "--trainer.default_root_dir", tempfile.mkdtemp(prefix=f"{contender}-", dir=workdir),
-            "--trainer.callbacks+=benchmarks.epoch_timer.EpochTimer",
             "--data.data_dir", str(args.data_dir),
             "--data.download", "false",
             "--test_after_fit", "false",
             *(compiled if contender == "mnist-lit-compiled" else []),
             *(NOTHING_ON if contender == "lightning-floor" else []),
+            "--trainer.callbacks+=benchmarks.epoch_timer.EpochTimer",
         ]  # fmt: skip
     data_dir = args.unpacked_dir if contender == "dataloader" else args.data_dir
     return [sys.executable, __file__, "--worker", contender, "--device", args.device,

@@ -33,15 +33,11 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.epoch_speed import BATCH_SIZE, bare_step, seeded_mlp_and_adam, splits_on  # noqa: E402
+from benchmarks.epoch_speed import BATCH_SIZE, NOTHING_ON, bare_step, seeded_mlp_and_adam, splits_on  # noqa: E402
 from mnist_lit.cli import MNISTLitCLI  # noqa: E402
 from mnist_lit.data import resolve_data_dir  # noqa: E402
 
 WARM_UP_STEPS, LOG_EVERY = 20, 50
-NOTHING_ON = [
-    *("--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.enable_checkpointing=false"),
-    *("--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"),
-]
 
 
 class StepClock(L.Callback):

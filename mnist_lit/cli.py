@@ -77,9 +77,10 @@ class MNISTLitCLI(LightningCLI):
         defaults = {"default_config_files": [str(default_config_path())]}
         parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
         if run:  # each subcommand that gets a parser has its own
+            wanted = self.subcommands()
             for subcommand in SUBCOMMANDS:
                 given = parser_kwargs.pop(subcommand, {})
-                if subcommand in self.subcommands():
+                if subcommand in wanted:
                     parser_kwargs[subcommand] = defaults | dict(given)
         else:  # ``run=False`` builds a single parser
             parser_kwargs = defaults | parser_kwargs

@@ -236,8 +236,8 @@ def main(args: Any = None) -> None:
     try:
         MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
-        given = [str(arg) for arg in args] if isinstance(args, list | tuple) else sys.argv[1:]
-        subcommand = next((f"{arg} " for arg in given if arg in SUBCOMMANDS), "")
+        invoked = invoked_subcommand(args if isinstance(args, list | tuple) else None)
+        subcommand = f"{invoked} " if invoked in SUBCOMMANDS else ""
         _fail(f"{error}\nRun `mnist-lit {subcommand}--help` to see the options.", 2)
     except (ConfigurationError, MNISTDataError) as error:
         _fail(str(error), 2)

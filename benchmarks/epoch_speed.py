@@ -44,7 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.epoch_timer import RESULT_PREFIX  # noqa: E402
-from mnist_lit.data import MNIST_FILES, MNISTDataModule, resolve_data_dir, split_indices, to_model_input  # noqa: E402
+from mnist_lit.constants import MNIST_FILES  # noqa: E402
+from mnist_lit.data import MNISTDataModule, resolve_data_dir, split_indices, to_unit_pixels  # noqa: E402
 from mnist_lit.nets import build_mlp  # noqa: E402
 
 CONTENDERS = ("mnist-lit", "bare", "dataloader", "mnist-lit-compiled", "bare-cuda-graph", "lightning-floor")
@@ -96,7 +97,7 @@ def validation_accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor) 
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=labels.device)
     for start in range(0, len(labels), BATCH_SIZE):
-        logits = model(to_model_input(images[start : start + BATCH_SIZE], True))
+        logits = model(to_unit_pixels(images[start : start + BATCH_SIZE]))
         correct += (logits.argmax(1) == labels[start : start + BATCH_SIZE]).sum()
     return correct.item() / len(labels)
 
@@ -104,7 +105,7 @@ def validation_accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor) 
 def seeded_mlp_and_adam(device: torch.device, **adam_options: Any) -> tuple[torch.nn.Module, torch.optim.Adam]:
     """The seed MLP (784-256-256-10 ReLU) from ``SEED``, and Adam at lr 1e-3: every contender's starting point."""
     torch.manual_seed(SEED)
-    model = build_mlp([256, 256]).to(device)
+    model = build_mlp([256, 256], normalize=True).to(device)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, **adam_options)
 
 
@@ -114,7 +115,7 @@ def bare_step(
     """One step of the hand-written loop: gather the batch by index (as mnist-lit's loader does), forward,
     backward, Adam."""
     batch_images, batch_labels = images.index_select(0, indices), labels.index_select(0, indices)
-    loss = F.cross_entropy(model(to_model_input(batch_images, True)), batch_labels)
+    loss = F.cross_entropy(model(to_unit_pixels(batch_images)), batch_labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -149,7 +150,7 @@ def bare_cuda_graph_loop(data_dir: Path, epochs: int, device: torch.device) -> N
     batch_indices = torch.zeros(BATCH_SIZE, dtype=torch.long, device=device)
 
     def train_step() -> Tensor:
-        loss = F.cross_entropy(model(to_model_input(train_images[batch_indices], True)), train_labels[batch_indices])
+        loss = F.cross_entropy(model(to_unit_pixels(train_images[batch_indices])), train_labels[batch_indices])
         loss.backward()
         optimizer.step()
         return loss

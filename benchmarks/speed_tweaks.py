@@ -29,25 +29,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import mnist_lit.callbacks.diagnostics as diagnostics_module  # noqa: E402
+import mnist_lit.model as model_module  # noqa: E402
 from mnist_lit.cli import MNISTLitCLI  # noqa: E402
 from mnist_lit.model import MNISTClassifier  # noqa: E402
 
 
 @contextlib.contextmanager
-def plain_setattr() -> Iterator[list[str]]:
-    """nn.Module's own ``__setattr__`` for Lightning's per-hook bookkeeping."""
-    MNISTClassifier.__setattr__ = torch.nn.Module.__setattr__  # type: ignore[method-assign]
-    try:
-        yield []
-    finally:
-        del MNISTClassifier.__setattr__
-
-
-@contextlib.contextmanager
 def plain_nvml_check() -> Iterator[list[str]]:
     """Keep Lightning's NVML-based CUDA check for the whole run."""
-    import mnist_lit.model as model_module
-
     original = model_module.drop_nvml_check_without_gpus
     model_module.drop_nvml_check_without_gpus = lambda: None
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
@@ -87,41 +77,47 @@ def with_args(*args: str) -> Callable[[], contextlib.AbstractContextManager[list
 
 
 @contextlib.contextmanager
-def plain_train_loss_logging() -> Iterator[list[str]]:
-    """``self.log("train/loss", loss, prog_bar=True)`` on every step."""
-    original_rule, original_log = MNISTClassifier._is_logging_step, MNISTClassifier._log_train_loss
-    MNISTClassifier._is_logging_step = lambda self, batch_idx: True  # type: ignore[method-assign]
-    MNISTClassifier._log_train_loss = lambda self, loss: self.log("train/loss", loss, prog_bar=True)  # type: ignore[method-assign]
-    try:
-        yield []
-    finally:
-        MNISTClassifier._is_logging_step, MNISTClassifier._log_train_loss = original_rule, original_log
-
-
-@contextlib.contextmanager
 def plain_histograms() -> Iterator[list[str]]:
     """``SummaryWriter.add_histogram`` for every histogram."""
-    import mnist_lit.callbacks as callbacks_module
-
-    original = callbacks_module.add_histogram
+    original = diagnostics_module.add_histogram
 
     def add_histogram(writers, tag, values, step, bins=None):  # type: ignore[no-untyped-def]
         for writer in writers:
             writer.add_histogram(tag, values.detach(), step)
 
-    callbacks_module.add_histogram = add_histogram
+    diagnostics_module.add_histogram = add_histogram
     try:
         yield []
     finally:
-        callbacks_module.add_histogram = original
+        diagnostics_module.add_histogram = original
+
+
+ORIGINAL_RULE, ORIGINAL_LOG = model_module.is_logging_step, MNISTClassifier._log_train_loss
+
+
+def _set_train_loss(cli: MNISTLitCLI | None, plain: bool) -> None:
+    """Plain: ``self.log("train/loss", loss, prog_bar=True)`` in every step."""
+    if plain:
+        model_module.is_logging_step = lambda trainer: True
+        MNISTClassifier._log_train_loss = lambda self, loss: self.log("train/loss", loss, prog_bar=True)  # type: ignore[method-assign]
+    else:
+        model_module.is_logging_step, MNISTClassifier._log_train_loss = ORIGINAL_RULE, ORIGINAL_LOG
+
+
+@contextlib.contextmanager
+def plain_train_loss_logging() -> Iterator[list[str]]:
+    """``self.log("train/loss", loss, prog_bar=True)`` on every step."""
+    _set_train_loss(None, plain=True)
+    try:
+        yield []
+    finally:
+        _set_train_loss(None, plain=False)
 
 
 # name -> (what the tweak does, a context manager giving the plain way and any extra command-line arguments)
 TWEAKS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[list[str]]]]] = {
-    "setattr": ("MNISTClassifier.__setattr__ skips nn.Module's checks for _current_fx_name", plain_setattr),
     "nvml": ("drop Lightning's NVML-based CUDA check without GPUs", plain_nvml_check),
     "epoch_predictions": ("train accuracy scored once per epoch, not updated per step", nothing),
-    "null_profiler": ("NullProfiler instead of Lightning's PassThroughProfiler", with_args("--trainer.profiler=null")),
     "train_loss": ("train/loss logged on logging steps only", plain_train_loss_logging),
     "progress_bar": (
         "progress bar redrawn every 20 steps, not every step",
@@ -129,7 +125,6 @@ TWEAKS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[list
     ),
     "max_queue": ("TensorBoard queue of 1000 events, not 10", with_args("--trainer.logger.init_args.max_queue=10")),
     "histograms": ("histograms bucketed on the device, not by SummaryWriter.add_histogram", plain_histograms),
-    "validate_args": ("accuracy metrics with validate_args=False", nothing),
 }
 
 
@@ -153,35 +148,11 @@ class EpochClock(L.Callback):
         self.steps = len(self.marks)
 
 
-def _set_setattr(cli: MNISTLitCLI, plain: bool) -> None:
-    if plain:
-        MNISTClassifier.__setattr__ = torch.nn.Module.__setattr__  # type: ignore[method-assign]
-    elif "__setattr__" in vars(MNISTClassifier) and MNISTClassifier.__setattr__ is torch.nn.Module.__setattr__:
-        del MNISTClassifier.__setattr__
-        MNISTClassifier.__setattr__ = ORIGINAL_SETATTR  # type: ignore[method-assign]
-
-
-ORIGINAL_SETATTR = vars(MNISTClassifier).get("__setattr__")
-
-
 def _set_predictions(cli: MNISTLitCLI, plain: bool) -> None:
     model = cli.model
     if not hasattr(model, "kept_predictions"):
         model.kept_predictions = model._epoch_predictions
     model._epoch_predictions = _PlainAccuracyUpdate(model) if plain else model.kept_predictions
-
-
-def _set_profiler(cli: MNISTLitCLI, plain: bool) -> None:
-    from lightning.pytorch.profilers import PassThroughProfiler
-
-    from mnist_lit.profiler import NullProfiler
-
-    cli.trainer.profiler = PassThroughProfiler() if plain else NullProfiler()
-
-
-def _set_validate_args(cli: MNISTLitCLI, plain: bool) -> None:
-    for metric in (cli.model.train_acc, cli.model.val_acc, cli.model.test_acc):
-        metric.validate_args = plain
 
 
 def _set_nvml(cli: MNISTLitCLI, plain: bool) -> None:
@@ -191,23 +162,9 @@ def _set_nvml(cli: MNISTLitCLI, plain: bool) -> None:
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 
-ORIGINAL_RULE, ORIGINAL_LOG = MNISTClassifier._is_logging_step, MNISTClassifier._log_train_loss
-
-
-def _set_train_loss(cli: MNISTLitCLI, plain: bool) -> None:
-    if plain:
-        MNISTClassifier._is_logging_step = lambda self, batch_idx: True  # type: ignore[method-assign]
-        MNISTClassifier._log_train_loss = lambda self, loss: self.log("train/loss", loss, prog_bar=True)  # type: ignore[method-assign]
-    else:
-        MNISTClassifier._is_logging_step, MNISTClassifier._log_train_loss = ORIGINAL_RULE, ORIGINAL_LOG
-
-
 # Tweaks that can be switched between two training steps: the plain way and the tweak take turns in blocks of steps.
 SWITCHES: dict[str, Callable[[MNISTLitCLI, bool], None]] = {
-    "setattr": _set_setattr,
     "epoch_predictions": _set_predictions,
-    "null_profiler": _set_profiler,
-    "validate_args": _set_validate_args,
     "nvml": _set_nvml,
     "train_loss": _set_train_loss,
 }
@@ -299,9 +256,6 @@ def run_epoch(data_dir: Path, workdir: Path, tweak: str, plain: bool) -> EpochCl
         )
         if plain and tweak == "epoch_predictions":
             cli.model._epoch_predictions = _PlainAccuracyUpdate(cli.model)
-        if plain and tweak == "validate_args":
-            for metric in (cli.model.train_acc, cli.model.val_acc, cli.model.test_acc):
-                metric.validate_args = True
         clock = EpochClock()
         cli.trainer.callbacks.append(clock)
         cli.trainer.fit(cli.model, cli.datamodule)

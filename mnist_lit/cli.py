@@ -1,28 +1,28 @@
-"""The ``mnist-lit`` command: a LightningCLI over ``MNISTClassifier`` and ``MNISTDataModule``."""
+"""The ``mnist-lit`` training command: a LightningCLI over ``MNISTClassifier`` and ``MNISTDataModule``, and ``main``."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 from jsonargparse import ArgumentError, Namespace
-from jsonargparse import _typehints as jsonargparse_typehints
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from mnist_lit.data import MNISTDataError, MNISTDataModule, black_pixel_value
-from mnist_lit.errors import ConfigurationError, PredictionInputError, RunInterrupted, TrainingDivergedError
+from mnist_lit.data import MNISTDataModule
+from mnist_lit.errors import ConfigurationError, MNISTLitError, PredictionInputError, RunInterrupted
 from mnist_lit.model import MNISTClassifier
-from mnist_lit.runs import claim_run_version, find_last_checkpoint, logger_runs_dir
+from mnist_lit.optimizer_defaults import optimizers_start_from_their_own_defaults
+from mnist_lit.predict import JsonLinesPredictionWriter
+from mnist_lit.runs import RunFolder, SaveConfigAsGiven, claim_run_version, find_last_checkpoint, logger_runs_dir
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-# Redrawing the progress bar after every step costs about as much as a training step of a small MLP.
+# A redraw of the progress bar costs about as much as a training step of a small MLP.
 PROGRESS_BAR_REFRESH_RATE = 20
+VERSION_KEY = "trainer.logger.init_args.version"
 
 
 def default_config_path() -> Path:
@@ -31,49 +31,14 @@ def default_config_path() -> Path:
     return packaged if packaged.is_file() else Path(__file__).parent.parent / "configs" / "defaults.yaml"
 
 
-def _is_optimizer_or_scheduler(class_path: str) -> bool:
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    bases = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    return isinstance(cls, type) and issubclass(cls, bases)
-
-
-def _optimizers_start_from_their_own_defaults() -> None:
-    """Make a new optimizer (or scheduler) class forget the previous class's arguments.
-
-    jsonargparse keeps every init arg of the previous ``class_path`` that the new class also accepts,
-    so ``--model.optimizer Adadelta`` on top of Adam would silently train Adadelta with Adam's
-    ``lr=0.001`` and ``eps=1e-8`` instead of its own ``lr=1.0`` and ``eps=1e-6``. For optimizers and
-    schedulers that is never what the user means: arguments given after the class still apply.
-    """
-    original = jsonargparse_typehints.discard_init_args_on_class_path_change
-    if getattr(original, "for_optimizers", False):
-        return
-
-    def discard(parser_or_action: Any, prev_val: Any, value: Any) -> None:
-        if (
-            isinstance(prev_val, Namespace)
-            and "init_args" in prev_val
-            and prev_val["class_path"] != value["class_path"]
-            and _is_optimizer_or_scheduler(value["class_path"])
-        ):
-            prev_val["init_args"] = Namespace()
-            return
-        original(parser_or_action, prev_val, value)
-
-    discard.for_optimizers = True  # type: ignore[attr-defined]
-    jsonargparse_typehints.discard_init_args_on_class_path_change = discard
-
-
 class MNISTLitCLI(LightningCLI):
-    """LightningCLI with the project's defaults file and a final test of the best checkpoint after ``fit``."""
+    """LightningCLI with the project's defaults file, a run folder of its own for every run, the diagnostics as
+    one list, and a final test of the best checkpoint after ``fit``."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
-        _optimizers_start_from_their_own_defaults()
         self._invoked_subcommand = invoked_subcommand(args) if run else None
+        self._run_folder: RunFolder | None = None
+        self._as_given: dict[str, Any] = {}  # config values resolved here, saved as the user gave them
         defaults = {"default_config_files": [str(default_config_path())]}
         parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
         if run:  # each subcommand that gets a parser has its own
@@ -87,40 +52,48 @@ class MNISTLitCLI(LightningCLI):
         kwargs["parser_kwargs"] = parser_kwargs
         # The model configures its own optimizer (``--model.optimizer``); no second, top-level way.
         kwargs.setdefault("auto_configure_optimizers", False)
-        super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
+        kwargs.setdefault("save_config_callback", SaveConfigAsGiven)
+        try:
+            super().__init__(MNISTClassifier, MNISTDataModule, args=args, run=run, **kwargs)
+        except BaseException:
+            self._forget_a_run_that_never_started()
+            raise
 
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
         """Only the named subcommand, when the command line names one: LightningCLI builds and checks a parser
-        for every subcommand it lists, about 0.1 s each here, and a run uses one. With none named (``--help``)
-        or a misspelt one, all four, so the usage and the error list every choice."""
+        for every subcommand it lists, and a run uses one. With none named (``--help``) or a misspelt one, all
+        four, so the usage and the error list every choice."""
         every = LightningCLI.subcommands()
         invoked = self._invoked_subcommand
         return {invoked: every[invoked]} if invoked in every else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # The sparse input layer must know what the data module makes of a black pixel.
-        parser.link_arguments("data.normalize", "model.pixel_background", compute_fn=black_pixel_value)
-
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if subcommand == "fit":
-            parser.add_argument(
-                "--test_after_fit",
-                type=bool,
-                default=True,
-                help="After training, test the best checkpoint on the official test set and print test/acc.",
-            )
-        return parser
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="fit: after training, test the best checkpoint on the official test set and print test/acc.",
+        )
+        parser.add_argument(
+            "--diagnostics",
+            type=list[Callback] | None,
+            default=None,
+            help="Callbacks that draw the lecture's diagnostics for TensorBoard (configs/defaults.yaml lists them); "
+            "[] turns them all off.",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then settle where the run writes and which checkpoint ``last`` means."""
-        super().parse_arguments(parser, args)
+        """Parse, then settle which checkpoint ``last`` means (before LightningCLI reads its hyperparameters)."""
+        with optimizers_start_from_their_own_defaults():
+            super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
-            return
-        config = self.config[subcommand]
+        if subcommand is not None:
+            self._resolve_checkpoint(subcommand, self.config[subcommand])
+
+    def _resolve_checkpoint(self, subcommand: str, config: Namespace) -> None:
         runs_dir, version = logger_runs_dir(config)
         if config.get("ckpt_path") == "last" and runs_dir is not None:
+            self._as_given["ckpt_path"] = "last"
             found = find_last_checkpoint(runs_dir)
             if found is None:
                 print(
@@ -131,7 +104,8 @@ class MNISTLitCLI(LightningCLI):
             else:
                 config.ckpt_path, found_version = str(found[0]), found[1]
                 if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
-                    config.trainer.logger.init_args.version = version = found_version
+                    config[VERSION_KEY] = found_version
+                    self._as_given[VERSION_KEY] = None
                     self.save_config_kwargs["overwrite"] = True  # config.yaml then records the resuming command
         ckpt_path = config.get("ckpt_path")
         if _names_a_missing_local_file(ckpt_path):
@@ -139,38 +113,42 @@ class MNISTLitCLI(LightningCLI):
                 f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file written by "
                 "`mnist-lit fit` (under logs/<name>/version_N/checkpoints/), or `last` for the newest run's last one."
             )
-        if subcommand != "predict" and runs_dir is not None and version is None:
-            config.trainer.logger.init_args.version = claim_run_version(runs_dir)
-        if subcommand != "fit" and ckpt_path and Path(ckpt_path).is_file():
-            _use_checkpoint_preprocessing(config)
+
+    def before_instantiate_classes(self) -> None:
+        """Claim the run's folder (``predict`` writes none), and save the config as the user gave it."""
+        subcommand = self.subcommand
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
         if subcommand == "predict":  # stdout carries the JSON lines; nothing else is written anywhere
             config.trainer.enable_progress_bar = False
             config.trainer.logger = False
             self.save_config_callback = None  # it would drop a config.yaml into the working directory
-
-    def instantiate_classes(self) -> None:
-        """Build model, data and trainer; a value they reject is a configuration error, found before training."""
-        try:
-            super().instantiate_classes()
-        except (ValueError, MisconfigurationException) as error:
-            raise ConfigurationError(str(error)) from error
+            return
+        runs_dir, version = logger_runs_dir(config)
+        if runs_dir is not None and version is None:
+            config[VERSION_KEY], self._run_folder = claim_run_version(runs_dir)
+            self._as_given[VERSION_KEY] = None
+        if self.save_config_callback is SaveConfigAsGiven:
+            self.save_config_kwargs["as_given"] = self._as_given
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, with a progress bar that redraws every few steps unless the user chose a bar or none."""
-        config = self._get(self.config_init, "trainer", default={})
-        callbacks = list(kwargs.get("callbacks", config.get("callbacks")) or [])
-        wants_bar = kwargs.get("enable_progress_bar", config.get("enable_progress_bar")) is not False
+        """The trainer with the diagnostics, a progress bar that redraws every few steps unless the user chose a
+        bar or none, and for ``predict`` the JSON-lines writer."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        configured = kwargs.get("callbacks", config.trainer.get("callbacks"))
+        callbacks = [] if configured is None else list(configured) if isinstance(configured, list) else [configured]
+        if self.subcommand != "predict":
+            callbacks += config.get("diagnostics") or []
+        wants_bar = kwargs.get("enable_progress_bar", config.trainer.get("enable_progress_bar")) is not False
         if wants_bar and not any(isinstance(callback, ProgressBar) for callback in callbacks):
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)]
-        trainer = super().instantiate_trainer(**kwargs)
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE))
         if self.subcommand == "predict":
-            from mnist_lit.predict import JsonLinesPredictionWriter
-
-            trainer.callbacks.append(JsonLinesPredictionWriter())
-        return trainer
+            callbacks.append(JsonLinesPredictionWriter())
+        return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
 
     def after_predict(self) -> None:
-        failures = getattr(self.datamodule, "predict_failures", [])
+        failures = self.datamodule.predict_failures
         if failures:
             total = len(failures) + len(self.datamodule.predict_files or [])
             raise PredictionInputError(
@@ -186,6 +164,12 @@ class MNISTLitCLI(LightningCLI):
         if self.trainer.is_global_zero and results:
             source = f"best checkpoint {best}" if best else "final weights"
             print(f"test/acc: {results[0]['test/acc']:.4f} ({source})")
+
+    def _forget_a_run_that_never_started(self) -> None:
+        """A run that failed before its first training step leaves no folder behind (and so takes no number)."""
+        trainer = getattr(self, "trainer", None)
+        if self._run_folder is not None and (trainer is None or trainer.global_step == 0):
+            self._run_folder.remove()
 
 
 def invoked_subcommand(args: Any) -> str | None:
@@ -209,43 +193,30 @@ def _names_a_missing_local_file(ckpt_path: str | None) -> bool:
     return "://" not in ckpt_path and not Path(ckpt_path).is_file()
 
 
-def _use_checkpoint_preprocessing(config: Namespace) -> None:
-    """Feed a trained model its inputs the way it was trained (normalized or not), whatever the defaults say."""
-    checkpoint = torch.load(config.ckpt_path, map_location="cpu", weights_only=True)
-    normalize = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize")
-    if isinstance(normalize, bool) and "data" in config:
-        config.data.normalize = normalize
-
-
 def _fail(message: str, code: int) -> NoReturn:
     print(f"mnist-lit: error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
 def main(args: Any = None) -> None:
-    """The ``mnist-lit`` command: the project's own errors end in one paragraph on stderr, not a traceback.
+    """Run ``mnist-lit fit|validate|test|predict``; the project's own errors end in one paragraph on stderr.
 
-    ``mnist-lit compare ...`` runs the comparison command; anything else is LightningCLI's.
+    So do jsonargparse's parse errors and Lightning's ``MisconfigurationException`` (a configuration Lightning
+    cannot run); anything else is a bug and keeps its traceback.
     """
-    argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, list | tuple) and argv[:1] == ["compare"]:
-        from mnist_lit.compare import main as compare_main  # only this command needs it
-
-        compare_main(list(argv[1:]))
-        return
     try:
         MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
         invoked = invoked_subcommand(args if isinstance(args, list | tuple) else None)
         subcommand = f"{invoked} " if invoked in SUBCOMMANDS else ""
         _fail(f"{error}\nRun `mnist-lit {subcommand}--help` to see the options.", 2)
-    except (ConfigurationError, MNISTDataError) as error:
+    except MisconfigurationException as error:
         _fail(str(error), 2)
-    except (TrainingDivergedError, PredictionInputError) as error:
-        _fail(str(error), 1)
     except RunInterrupted as interrupted:
         print(f"mnist-lit: {interrupted}", file=sys.stderr)
         sys.exit(interrupted.exit_code)
+    except MNISTLitError as error:
+        _fail(str(error), error.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """Keep torch's "is CUDA available?" cheap in training steps on machines without a GPU.
 
 Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when imported, so that asking whether CUDA exists never
-initializes CUDA in a process that may fork later. Under that setting ``torch.cuda.is_available()`` asks
-NVML afresh on every call, and most ``torch.optim`` optimizers (Adam, Adamax, ASGD, RMSprop, Rprop, ...)
-ask on every step. Without an NVIDIA driver each ask retries loading the NVML library: 0.1 ms per step,
-about 2% of an epoch of the seed MLP on a 2-core CPU. GPU runs never pay: once CUDA is initialized, torch
-caches the answer.
+initializes CUDA in a process that may fork later. Under that setting ``torch.cuda.is_available()`` asks NVML
+afresh on every call, and most ``torch.optim`` optimizers ask on every step; without an NVIDIA driver each ask
+retries loading the NVML library (docs/speed_and_scale.md has its cost). GPU runs never pay: once CUDA is
+initialized, torch caches the answer.
 """
 
 from __future__ import annotations

@@ -1,23 +1,39 @@
-"""The project's own failures: each carries a message for the user that names the problem and the fix.
+"""The project's own errors: each carries a message for the user that names the problem and the fix.
 
-``mnist-lit`` prints these as one paragraph instead of a traceback (see ``cli.main``). Data problems
-raise ``mnist_lit.data.MNISTDataError``, defined next to the code that detects them.
+``mnist-lit`` prints an ``MNISTLitError`` as one paragraph and exits with its ``exit_code``; any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-import signal
+
+class MNISTLitError(Exception):
+    """A failure the user can fix; its message says how."""
+
+    exit_code = 1
 
 
-class ConfigurationError(ValueError):
-    """A configuration value was rejected when the model, data or trainer was built: nothing ran yet."""
+class ConfigurationError(MNISTLitError, ValueError):
+    """A value was rejected where it was given (a model, data, trainer or comparison argument): nothing ran yet."""
+
+    exit_code = 2
 
 
-class TrainingDivergedError(RuntimeError):
+class MNISTDataError(MNISTLitError, RuntimeError):
+    """Missing, corrupt or unexpected MNIST files."""
+
+    exit_code = 2
+
+
+class TrainingDivergedError(MNISTLitError, RuntimeError):
     """The loss became NaN or infinite; training stopped before any checkpoint could store the bad weights."""
 
 
-class RunInterrupted(Exception):
+class PredictionInputError(MNISTLitError, RuntimeError):
+    """Some input files could not be predicted (each was reported); the others were."""
+
+
+class RunInterrupted(MNISTLitError):
     """Training stopped on SIGINT or SIGTERM after saving a checkpoint to resume from."""
 
     def __init__(self, signum: int, message: str) -> None:
@@ -25,14 +41,6 @@ class RunInterrupted(Exception):
         self.signum = signum
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> int:  # type: ignore[override]
         """The shell's convention for a process ended by a signal: 128 + its number."""
         return 128 + self.signum
-
-    @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signum).name
-
-
-class PredictionInputError(RuntimeError):
-    """Some input files could not be predicted (each was reported); the others were."""

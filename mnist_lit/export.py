@@ -1,9 +1,9 @@
 """Export a trained checkpoint for inference without Lightning: ONNX (any runtime) or ``torch.export`` (.pt2).
 
 The exported graph takes what an application has at hand, pixels in [0, 1] shaped N×1×28×28 with a
-light digit on a dark background (``mnist_lit.predict.to_mnist_digit`` / 255 prepares any image), and
-returns the 10 class probabilities. The checkpoint's own input standardization is built into the
-graph, so a caller never needs to know whether the model was trained on normalized pixels.
+light digit on a dark background (``mnist_lit.image_files.to_mnist_digit`` / 255 prepares any image), and
+returns the 10 class probabilities. The network standardizes its own input, so a caller never needs to
+know whether the model was trained on standardized pixels.
 
     python -m mnist_lit.export --ckpt_path logs/mlp/version_0/checkpoints/last.ckpt --output mnist.onnx
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mnist_lit.data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD
+from mnist_lit.constants import IMAGE_SIZE
+from mnist_lit.errors import ConfigurationError, MNISTLitError
 from mnist_lit.model import MNISTClassifier
 
 FORMATS = {".onnx": "onnx", ".pt2": "torch.export"}
@@ -25,32 +26,29 @@ INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
 
 
 class DigitProbabilities(nn.Module):
-    """Pixels in [0, 1] → class probabilities, with the training-time standardization inside."""
+    """Pixels in [0, 1] → class probabilities."""
 
-    def __init__(self, net: nn.Module, normalize: bool) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.normalize = normalize
 
     def forward(self, pixels: Tensor) -> Tensor:
-        if self.normalize:
-            pixels = (pixels - MNIST_MEAN) / MNIST_STD
         return self.net(pixels).softmax(dim=-1)
 
 
 def inference_module(checkpoint_path: str | Path) -> DigitProbabilities:
-    """The checkpoint's network in eval mode on the CPU, wrapped to take [0, 1] pixels."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    normalize = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize", True)
+    """The checkpoint's network in eval mode on the CPU."""
     model = MNISTClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=False)
-    return DigitProbabilities(model.net, bool(normalize)).eval()
+    return DigitProbabilities(model.net).eval()
 
 
 def export_checkpoint(checkpoint_path: str | Path, output: str | Path) -> Path:
     """Write ``output`` in the format its suffix names (``.onnx`` or ``.pt2``); the batch size stays free."""
     output = Path(output)
     if output.suffix not in FORMATS:
-        raise ValueError(f"{output}: unknown export format; name the file *.onnx (ONNX) or *.pt2 (torch.export).")
+        raise ConfigurationError(
+            f"{output}: unknown export format; name the file *.onnx (ONNX) or *.pt2 (torch.export)."
+        )
     module = inference_module(checkpoint_path)
     example = torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE)
     batch = torch.export.Dim("batch")
@@ -69,7 +67,7 @@ def export_checkpoint(checkpoint_path: str | Path, output: str | Path) -> Path:
             verbose=False,
         )
     except ImportError as error:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"ONNX export needs the onnx and onnxscript packages ({error}); install them with "
             "`pip install mnist-lit[export]`, or export to *.pt2 instead."
         ) from error
@@ -86,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"mnist-lit export: error: no checkpoint at {args.ckpt_path}.\n")
     try:
         written = export_checkpoint(args.ckpt_path, args.output)
-    except (ValueError, RuntimeError) as error:
+    except MNISTLitError as error:
         parser.exit(2, f"mnist-lit export: error: {error}\n")
     print(f"wrote {written}", file=sys.stderr)
 

@@ -1,4 +1,4 @@
-"""The layer stack: ``hidden_sizes`` Linear layers with one activation, then a Linear layer to 10 logits."""
+"""The network: [standardize →] [central crop →] ``hidden_sizes`` Linear layers with one activation → 10 logits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from mnist_lit.data import IMAGE_SIZE, NUM_CLASSES
+from mnist_lit.constants import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES
+from mnist_lit.errors import ConfigurationError
 
 Activation = Literal["sigmoid", "relu", "tanh", "leaky_relu"]
 Init = Literal["default", "normal", "xavier", "kaiming"]
@@ -28,7 +29,7 @@ def make_activation(name: str, negative_slope: float = 0.01) -> nn.Module:
         return nn.Tanh()
     if name == "leaky_relu":
         return nn.LeakyReLU(negative_slope)
-    raise ValueError(f"model.activation must be one of {', '.join(ACTIVATIONS)}; got {name!r}.")
+    raise ConfigurationError(f"model.activation must be one of {', '.join(ACTIVATIONS)}; got {name!r}.")
 
 
 def init_linear(layer: nn.Linear, init: str, nonlinearity: str, negative_slope: float = 0.01) -> None:
@@ -48,7 +49,7 @@ def init_linear(layer: nn.Linear, init: str, nonlinearity: str, negative_slope: 
     elif init == "kaiming":
         nn.init.kaiming_uniform_(layer.weight, a=negative_slope, nonlinearity=nonlinearity)
     else:
-        raise ValueError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
+        raise ConfigurationError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
     nn.init.zeros_(layer.bias)
 
 
@@ -116,6 +117,23 @@ class SparseLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, background={self.background:g}"
 
 
+class Standardize(nn.Module):
+    """Pixels in [0, 1] → zero mean and unit variance over MNIST's training images: part of the network, so a
+    checkpoint, an export or a prediction never has to know how the model was trained."""
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return (pixels - MNIST_MEAN) / MNIST_STD
+
+    def extra_repr(self) -> str:
+        return f"mean={MNIST_MEAN}, std={MNIST_STD}"
+
+
+def black_pixel_value(normalize: bool) -> float:
+    """What a black pixel is when it reaches the first Linear layer (computed, so it matches to the bit): what
+    the sparse input layer counts as unlit."""
+    return Standardize()(torch.zeros(1)).item() if normalize else 0.0
+
+
 class CentralCrop(nn.Module):
     """The central ``size``×``size`` pixels of N×1×28×28 images.
 
@@ -141,7 +159,7 @@ def check_input_crop(input_crop: int | None) -> None:
     if input_crop is None:
         return
     if isinstance(input_crop, bool) or not isinstance(input_crop, int) or not 1 <= input_crop <= IMAGE_SIZE:
-        raise ValueError(
+        raise ConfigurationError(
             f"model.input_crop must be a whole number of pixels from 1 to {IMAGE_SIZE}, the side of the central "
             f"square the network sees (20 holds every MNIST digit's box), or null for the whole image; "
             f"got {input_crop!r}."
@@ -154,35 +172,38 @@ def build_mlp(
     init: str = "default",
     negative_slope: float = 0.01,
     input_layer: str = "dense",
-    background: float = 0.0,
+    normalize: bool = False,
     input_crop: int | None = None,
 ) -> nn.Sequential:
-    """[Central crop →] Flatten → [Linear → activation] per hidden size → Linear to logits.
+    """[Standardize →] [central crop →] Flatten → [Linear → activation] per hidden size → Linear to logits.
 
-    ``[]`` hidden sizes is softmax regression. ``input_layer="sparse"`` swaps the first Linear layer for
-    its ``SparseLinear`` twin (same init), with ``background`` the input value of a black pixel.
-    ``input_crop`` keeps only the central ``input_crop``×``input_crop`` pixels (see ``CentralCrop``).
+    The network takes pixels in [0, 1], N×1×28×28. ``[]`` hidden sizes is softmax regression. ``normalize``
+    standardizes the pixels first (see ``Standardize``). ``input_layer="sparse"`` swaps the first Linear layer
+    for its ``SparseLinear`` twin (same init). ``input_crop`` keeps only the central ``input_crop``×``input_crop``
+    pixels (see ``CentralCrop``).
     """
     if input_layer not in INPUT_LAYERS:
-        raise ValueError(f"model.input_layer must be one of {', '.join(INPUT_LAYERS)}; got {input_layer!r}.")
+        raise ConfigurationError(f"model.input_layer must be one of {', '.join(INPUT_LAYERS)}; got {input_layer!r}.")
     for size in hidden_sizes:
         if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"model.hidden_sizes must hold positive integers, got {list(hidden_sizes)}.")
+            raise ConfigurationError(f"model.hidden_sizes must hold positive integers, got {list(hidden_sizes)}.")
     if init not in INITS:
-        raise ValueError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
+        raise ConfigurationError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
     make_activation(activation, negative_slope)  # validates the name before any layer is built
     check_input_crop(input_crop)
 
     side = IMAGE_SIZE if input_crop is None else input_crop
     widths = [side * side, *hidden_sizes, NUM_CLASSES]
-    layers: list[nn.Module] = [] if input_crop is None else [CentralCrop(input_crop)]
+    layers: list[nn.Module] = [Standardize()] if normalize else []
+    if input_crop is not None:
+        layers.append(CentralCrop(input_crop))
     layers.append(nn.Flatten())
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         linear = nn.Linear(fan_in, fan_out)
         is_output = index == len(widths) - 2
         init_linear(linear, init, "linear" if is_output else activation, negative_slope)
         first_sparse = index == 0 and input_layer == "sparse"
-        layers.append(SparseLinear(linear, background) if first_sparse else linear)
+        layers.append(SparseLinear(linear, black_pixel_value(normalize)) if first_sparse else linear)
         if not is_output:
             layers.append(make_activation(activation, negative_slope))
     return nn.Sequential(*layers)

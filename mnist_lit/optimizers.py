@@ -1,4 +1,4 @@
-"""Which optimizer updates which parameters, so that SparseAdam can train a model with dense layers too.
+"""The injected optimizer: checking its arguments, building it (SparseAdam's split), compiling its update.
 
 ``torch.optim.SparseAdam`` refuses dense gradients, and most other optimizers refuse sparse ones. With
 the sparse input layer (``model.input_layer: sparse``) the first layer has sparse gradients and every
@@ -10,6 +10,7 @@ single optimizer, and the model keeps receiving its optimizer as one injected fa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from mnist_lit.errors import ConfigurationError
 from mnist_lit.nets import SparseLinear
 
 OptimizerFactory = Callable[[Iterable[Any]], Optimizer]
@@ -36,18 +38,74 @@ def optimizer_class(make_optimizer: OptimizerFactory) -> type[Optimizer]:
     return type(make_optimizer([nn.Parameter(torch.zeros(1))]))
 
 
+def check_optimizer(
+    make_optimizer: OptimizerFactory, make_scheduler: Callable[..., Any] | None = None
+) -> type[Optimizer]:
+    """Build the optimizer (and scheduler) once on a stand-in parameter, so that a bad argument such as a negative
+    learning rate fails when the model is built, not when ``fit`` reaches ``configure_optimizers``. torch accepts
+    ``lr=0``, which would silently never train, so that is refused here too. Returns the optimizer's class.
+    """
+    try:
+        probe = make_optimizer([nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        message = f"model.optimizer cannot be built: {error}. Fix its arguments (--model.optimizer.*)."
+        raise ConfigurationError(message) from error
+    lr = probe.param_groups[0].get("lr")
+    if lr is not None and not float(lr) > 0:
+        raise ConfigurationError(
+            f"model.optimizer.lr must be positive, got {float(lr):g}: {type(probe).__name__} would never change "
+            "the weights. Set e.g. --model.optimizer.lr 0.01."
+        )
+    if make_scheduler is not None:
+        try:
+            make_scheduler(probe, total_steps=1) if needs_total_steps(make_scheduler) else make_scheduler(probe)
+        except (ValueError, TypeError) as error:
+            raise ConfigurationError(
+                f"model.lr_scheduler cannot be built: {error}. Fix its arguments (--model.lr_scheduler.*)."
+            ) from error
+    return type(probe)
+
+
+def needs_total_steps(make_scheduler: Callable[..., Any]) -> bool:
+    """Whether a scheduler factory takes ``total_steps`` and was given neither it nor ``epochs``.
+
+    LightningCLI hands over a ``functools.partial`` holding every init arg (unset ones as ``None``);
+    a hand-written ``partial(OneCycleLR, max_lr=0.01)`` shows the free parameters in its signature.
+    """
+    given = dict(getattr(make_scheduler, "keywords", None) or {})
+    if "total_steps" not in given:
+        try:
+            parameters = inspect.signature(make_scheduler).parameters
+        except (TypeError, ValueError):
+            return False
+        if "total_steps" not in parameters:
+            return False
+        given.update({name: p.default for name, p in parameters.items() if name in ("total_steps", "epochs")})
+    return given.get("total_steps") is None and given.get("epochs") is None
+
+
+def check_precision_supports(optimizer_cls: type[Optimizer], precision: str) -> None:
+    """Fail before the first step on combinations that cannot train, with the way out."""
+    if issubclass(optimizer_cls, torch.optim.LBFGS) and precision in ("16-mixed", "16"):
+        raise ConfigurationError(
+            f"LBFGS cannot train with trainer.precision={precision}: fp16 mixed precision scales the loss with a "
+            "GradScaler, which cannot step an optimizer that re-evaluates the loss in a closure. Use "
+            "--trainer.precision bf16-mixed (no scaler) or 32-true, or another optimizer."
+        )
+
+
 def check_optimizer_fits(input_layer: str, optimizer_cls: type[Optimizer]) -> None:
     """Refuse, before any training step, an optimizer that cannot update the chosen input layer."""
     name = optimizer_cls.__name__
     if input_layer == "dense" and issubclass(optimizer_cls, torch.optim.SparseAdam):
-        raise ValueError(
+        raise ConfigurationError(
             f"{name} updates only parameters with sparse gradients, and with model.input_layer: dense the "
             "model has none. Add `model.input_layer: sparse` (configs/optimizer/sparse_adam.yaml sets both), "
             "or pick a dense optimizer such as Adam."
         )
     if input_layer == "sparse" and not issubclass(optimizer_cls, SPARSE_GRADIENT_OPTIMIZERS):
         supported = ", ".join(cls.__name__ for cls in SPARSE_GRADIENT_OPTIMIZERS)
-        raise ValueError(
+        raise ConfigurationError(
             f"{name} cannot update the sparse gradients of model.input_layer: sparse. Use one of {supported} "
             "(configs/optimizer/sparse_adam.yaml), or set model.input_layer: dense for this optimizer."
         )
@@ -135,3 +193,28 @@ def build_optimizer(make_optimizer: OptimizerFactory, module: nn.Module) -> Opti
         return sparse_optimizer
     dense_optimizer = torch.optim.Adam(dense_params, **sparse_optimizer.defaults)
     return SparseDenseOptimizer(sparse_optimizer, dense_optimizer)
+
+
+def compile_optimizer_update(optimizer: Optimizer, options: dict[str, Any]) -> None:
+    """Compile what ``optimizer.step`` does after Lightning's closure: the update of the weights.
+
+    Lightning calls ``step(closure)``, and its closure runs ``training_step``, the backward pass and the callback
+    hooks; compiling through that would break the graph at every Lightning call. So the closure still runs
+    eagerly, and only the update is compiled: for Adam a few fused kernels instead of one launch per tensor and
+    operation. Left eager: optimizers that need the closure inside their update (LBFGS), our SparseAdam+Adam
+    pair, and any optimizer an LR scheduler drives (each new learning rate would be a recompilation).
+    """
+    if isinstance(optimizer, torch.optim.LBFGS) or not type(optimizer).__module__.startswith("torch.optim"):
+        return
+    update = torch.compile(optimizer.step, **options)
+
+    def step(closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        update()
+        return loss
+
+    step.compiled_update = update  # type: ignore[attr-defined]
+    optimizer.step = step  # type: ignore[method-assign]

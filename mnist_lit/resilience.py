@@ -1,6 +1,6 @@
 """Keeping a run safe: stop on divergence, checkpoint on Ctrl+C or SIGTERM, never write half a checkpoint.
 
-These are Lightning callbacks and a checkpoint-IO plugin, switched on in ``configs/defaults.yaml``.
+Lightning callbacks and a checkpoint-IO plugin, switched on in ``configs/defaults.yaml``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from mnist_lit.errors import RunInterrupted, TrainingDivergedError
+from mnist_lit.errors import ConfigurationError, RunInterrupted, TrainingDivergedError
+from mnist_lit.logging_steps import is_logging_step
 
 
 def _current_lr(trainer: L.Trainer) -> float | Tensor | None:
@@ -46,17 +48,20 @@ class DivergenceGuard(L.Callback):
 
     Reading the loss on the host every step would synchronise with the GPU on every step, so each step's
     loss is only put aside (no device op, no sync) and the losses put aside are read together, in one
-    transfer, every ``check_every_n_steps`` steps (by default the trainer's ``log_every_n_steps``, when the
-    logged loss is read anyway), before validation, at the end of an epoch, and before any checkpoint is
-    written. The last check is what keeps the last good checkpoint: a checkpoint of diverged weights is
-    refused, so ``last.ckpt`` stays the one before the divergence.
+    transfer, on the logging steps (``logging_steps.is_logging_step`` with ``check_every_n_steps``, by default
+    the trainer's ``log_every_n_steps``, when the logged loss is read anyway), before validation, at the end of
+    an epoch, and before any checkpoint is written. The last check is what keeps the last good checkpoint: a
+    checkpoint of diverged weights is refused, so ``last.ckpt`` stays the one before the divergence.
     """
 
     def __init__(self, check_every_n_steps: int | None = None) -> None:
         if check_every_n_steps is not None and check_every_n_steps <= 0:
-            raise ValueError(f"DivergenceGuard.check_every_n_steps must be positive, got {check_every_n_steps}.")
+            raise ConfigurationError(
+                f"DivergenceGuard.check_every_n_steps must be positive, got {check_every_n_steps}."
+            )
         self.check_every_n_steps = check_every_n_steps
         self._lr: float | Tensor | None = None  # at the start of the running step: schedulers change it
+        self._check_due = False  # whether the running step is a logging step
         # (step, learning rate, loss) of each step since the last check; None while not training
         self._unchecked: list[tuple[int, float | Tensor | None, Tensor]] | None = None
 
@@ -67,6 +72,7 @@ class DivergenceGuard(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._lr = _current_lr(trainer)
+        self._check_due = is_logging_step(trainer, self.check_every_n_steps)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -75,8 +81,7 @@ class DivergenceGuard(L.Callback):
         if not isinstance(loss, Tensor) or self._unchecked is None:
             return
         self._unchecked.append((trainer.global_step, self._lr, loss.detach()))
-        every = self.check_every_n_steps or trainer.log_every_n_steps or 1
-        if trainer.global_step % every == 0:
+        if self._check_due:
             self.check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -201,7 +206,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if storage_options is not None or not _is_local_file_protocol(str(path)):
+        if storage_options is not None or not isinstance(get_filesystem(str(path)), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         target = Path(path)

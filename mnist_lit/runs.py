@@ -1,20 +1,45 @@
-"""Run folders: each run gets its own ``version_N`` (claimed atomically), and ``last`` finds the newest.
+"""Run folders: each run claims its own ``version_N``, ``last`` finds the newest, a run that never started
+leaves nothing, and the saved ``config.yaml`` re-runs as a new run.
 
-TensorBoardLogger picks ``version_N`` by listing the folder when it first writes, so two runs started
-together can pick the same N and overwrite each other's logs and checkpoints. Creating the folder is
-the claim: ``mkdir`` succeeds for exactly one process.
+TensorBoardLogger picks ``version_N`` by listing the folder when it first writes, so two runs started together
+can pick the same N and overwrite each other's logs and checkpoints. Creating the folder is the claim:
+``mkdir`` succeeds for exactly one process.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 
 VERSION_PATTERN = re.compile(r"version_(\d+)")
 CLAIMED_VERSION_ENV = "MNIST_LIT_RUN_VERSION"  # handed from rank 0 to the processes Lightning launches
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A ``version_N`` folder this process created, and the highest of its parents that the claim created too."""
+
+    version: int
+    path: Path
+    first_created: Path
+
+    def remove(self) -> None:
+        """Delete the run's folder, then each parent the claim created, while it is empty."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        folder = self.path
+        while folder != self.first_created:
+            folder = folder.parent
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another run lives there
+                return
 
 
 def existing_versions(runs_dir: Path) -> list[int]:
@@ -25,16 +50,22 @@ def existing_versions(runs_dir: Path) -> list[int]:
     )
 
 
-def claim_next_version(runs_dir: Path) -> int:
+def claim_run_folder(runs_dir: Path) -> RunFolder:
     """Create ``runs_dir/version_N`` for the smallest N above the existing ones that no one else created."""
+    missing = [folder for folder in (runs_dir, *runs_dir.parents) if not folder.exists()]
     runs_dir.mkdir(parents=True, exist_ok=True)
     version = max(existing_versions(runs_dir), default=-1) + 1
     while True:
+        path = runs_dir / f"version_{version}"
         try:
-            (runs_dir / f"version_{version}").mkdir()
-            return version
+            path.mkdir()
+            return RunFolder(version, path, missing[-1] if missing else path)
         except FileExistsError:
             version += 1
+
+
+def claim_next_version(runs_dir: Path) -> int:
+    return claim_run_folder(runs_dir).version
 
 
 def find_last_checkpoint(runs_dir: Path) -> tuple[Path, int] | None:
@@ -66,10 +97,33 @@ def logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
     return Path(init_args.save_dir) / (init_args.get("name") or ""), version
 
 
-def claim_run_version(runs_dir: Path) -> int:
-    """A fresh ``version_N`` for this run; processes launched for the other ranks reuse rank 0's."""
+def claim_run_version(runs_dir: Path) -> tuple[int, RunFolder | None]:
+    """A fresh ``version_N`` for this run, with the folder it created; processes launched for the other ranks reuse
+    rank 0's and create nothing."""
     if is_launched_rank() and CLAIMED_VERSION_ENV in os.environ:
-        return int(os.environ[CLAIMED_VERSION_ENV])
-    version = claim_next_version(runs_dir)
-    os.environ[CLAIMED_VERSION_ENV] = str(version)
-    return version
+        return int(os.environ[CLAIMED_VERSION_ENV]), None
+    folder = claim_run_folder(runs_dir)
+    os.environ[CLAIMED_VERSION_ENV] = str(folder.version)
+    return folder.version, folder
+
+
+class SaveConfigAsGiven(SaveConfigCallback):
+    """Saves the run's ``config.yaml`` with the values the command was given where ``mnist-lit`` resolved them
+    (the claimed ``version``, the checkpoint ``last`` stood for), so running the file again starts a new run.
+
+    Args:
+        as_given: dotted keys of the subcommand's config and the values to save for them.
+    """
+
+    def __init__(
+        self,
+        parser: LightningArgumentParser,
+        config: Namespace,
+        *args: Any,
+        as_given: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        config = config.clone()
+        for key, value in (as_given or {}).items():
+            config[key] = value
+        super().__init__(parser, config, *args, **kwargs)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI
-from mnist_lit.data import DATA_DIR_ENV
+from mnist_lit.constants import DATA_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -97,3 +97,17 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., MN
         return MNISTLitCLI(args=[str(arg) for arg in args])
 
     return run
+
+
+def fit_briefly(run_cli: Callable[..., MNISTLitCLI], data_dir: Path, *args: str) -> MNISTLitCLI:
+    """One short CPU epoch of a small MLP on ``data_dir``'s synthetic digits, through the CLI, plus ``args``."""
+    return run_cli(
+        [
+            "fit",
+            *("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"),
+            *("--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false"),
+            *("--model.hidden_sizes", "[32]", "--data.batch_size", "50", "--data.data_dir", str(data_dir)),
+            *SYNTHETIC_DATA_ARGS,
+            *args,
+        ]
+    )

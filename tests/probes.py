@@ -10,7 +10,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mnist_lit.data import to_model_input
+from mnist_lit.callbacks import activation_layers
+from mnist_lit.data import to_unit_pixels
 
 
 def image_fingerprints(images: torch.Tensor) -> list[str]:
@@ -66,7 +67,7 @@ class ShardProbe(TrainingAccuracyProbe):
     @torch.no_grad()
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         images, labels = trainer.datamodule.split(stage)
-        logits = pl_module(to_model_input(images, trainer.datamodule.normalize))
+        logits = pl_module(to_unit_pixels(images))
         weights = sum(float(parameter.double().sum()) for parameter in pl_module.parameters())
         self.checks.append(
             {
@@ -93,13 +94,15 @@ class ShardProbe(TrainingAccuracyProbe):
 
 class FirstLayerActivationProbe(L.Callback):
     """Keeps, on every logged step, the mean |output| of the first activation, computed by an uncompiled pass
-    (Flatten, Linear, activation); the diagnostics' value for that step must equal it."""
+    through the network up to that activation; the diagnostics' value for that step must equal it."""
 
     def __init__(self) -> None:
         self.expected: dict[int, float] = {}
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            first = activation_layers(pl_module.net)[0]
+            end = next(index for index, module in enumerate(pl_module.net) if module is first) + 1
             with torch.no_grad():
-                hidden = pl_module.net[:3].forward(batch[0])
+                hidden = pl_module.net[:end].forward(batch[0])
             self.expected[trainer.global_step] = hidden.abs().mean().item()

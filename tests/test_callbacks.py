@@ -32,6 +32,7 @@ from mnist_lit.callbacks import (
 from mnist_lit.data import MNISTDataModule
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.nets import build_mlp
+from tests.conftest import fit_briefly
 
 LOG_EVERY = 2
 STEPS_PER_EPOCH = 5  # 500 synthetic training images in batches of 100
@@ -261,3 +262,21 @@ def test_prediction_figures_draw_every_n_epochs_and_after_the_last(tmp_path: Pat
 def test_prediction_figures_reject_negative_counts() -> None:
     with pytest.raises(ValueError, match=r"PredictionFigures\.num_images must be a non-negative integer"):
         PredictionFigures(num_images=-1)
+
+
+def test_diagnostics_of_a_compiled_network_match_its_eager_forward_pass(run_cli, synthetic_mnist_dir: Path) -> None:
+    cli = fit_briefly(
+        run_cli,
+        synthetic_mnist_dir,
+        *("--model.compile", '{"backend": "aot_eager"}', "--trainer.log_every_n_steps", "2"),
+        *("--trainer.callbacks+=tests.probes.FirstLayerActivationProbe", "--test_after_fit", "false"),
+    )
+    (probe,) = (
+        callback for callback in cli.trainer.callbacks if type(callback).__name__ == "FirstLayerActivationProbe"
+    )
+    events = EventAccumulator(cli.trainer.logger.log_dir)
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("activations/mean_abs/layer_0")}
+    assert logged.keys() == probe.expected.keys() == {1, 3}
+    assert logged == pytest.approx(probe.expected, rel=1e-5)
+    assert "activations/layer_0" in events.Tags()["histograms"]

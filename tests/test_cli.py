@@ -51,39 +51,21 @@ def test_every_config_runs(configs: list[Path], run_cli, synthetic_mnist_dir: Pa
     assert re.search(r"^test/acc: [01]\.\d{4} \(final weights\)$", capsys.readouterr().out, re.MULTILINE)
 
 
-def test_fast_config_keeps_every_default_callback_but_the_diagnostics() -> None:
-    """fast.yaml replaces the defaults' callback list to leave the diagnostics out; the rest must not drift."""
-    diagnostics = {"GradientNorms", "ActivationStats", "LayerHistograms", "PredictionFigures"}
-    defaults = yaml.safe_load((CONFIG_DIR / "defaults.yaml").read_text())["trainer"]["callbacks"]
-    fast = yaml.safe_load((CONFIG_DIR / "fast.yaml").read_text())["trainer"]["callbacks"]
-    assert fast == [callback for callback in defaults if callback["class_path"].rsplit(".", 1)[-1] not in diagnostics]
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("Adadelta", {"lr": 1.0, "eps": 1e-6, "rho": 0.9}),
-        ("SGD", {"lr": 1e-3, "momentum": 0}),
-        ("RMSprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8}),
-    ],
-)
-def test_a_new_optimizer_class_gets_its_own_defaults(name: str, expected: dict, tmp_path: Path, monkeypatch) -> None:
+def test_fast_config_keeps_every_default_callback_but_the_diagnostics(tmp_path: Path, monkeypatch) -> None:
+    """fast.yaml turns the diagnostics off in one line and keeps every other callback of the defaults."""
     monkeypatch.chdir(tmp_path)
-    for base in ([], ["--config", str(BASE_CONFIG)], ["--config", str(CONFIG_DIR / "optimizer" / "rprop.yaml")]):
-        cli = MNISTLitCLI(args=[*base, "--model.optimizer", name], run=False)
-        optimizer = cli.model.configure_optimizers()
-        assert type(optimizer).__name__ == name
-        assert {key: optimizer.defaults[key] for key in expected} == expected
+    defaults = MNISTLitCLI(args=[], run=False)
+    fast = MNISTLitCLI(args=["--config", str(CONFIG_DIR / "fast.yaml")], run=False)
 
+    def kinds(callbacks) -> list[str]:
+        return [type(callback).__name__ for callback in callbacks or []]
 
-def test_arguments_after_the_class_still_apply(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    args = ["--config", str(BASE_CONFIG), "--model.optimizer", "SGD", "--model.optimizer.lr", "0.3"]
-    optimizer = MNISTLitCLI(args=args, run=False).model.configure_optimizers()
-    assert optimizer.defaults["lr"] == 0.3 and optimizer.defaults["momentum"] == 0
-    stacked = ["--config", str(BASE_CONFIG), "--config", str(CONFIG_DIR / "optimizer" / "sgd_momentum.yaml")]
-    optimizer = MNISTLitCLI(args=stacked, run=False).model.configure_optimizers()
-    assert (optimizer.defaults["lr"], optimizer.defaults["momentum"]) == (0.01, 0.9)
+    diagnostics = ["GradientNorms", "ActivationStats", "LayerHistograms", "PredictionFigures"]
+    assert kinds(defaults.config_init.diagnostics) == diagnostics
+    assert kinds(fast.config_init.diagnostics) == []
+    assert kinds(fast.config_init.trainer.callbacks) == kinds(defaults.config_init.trainer.callbacks)
+    assert set(diagnostics) <= set(kinds(defaults.trainer.callbacks))
+    assert not set(diagnostics) & set(kinds(fast.trainer.callbacks))
 
 
 def test_the_seed_configs_are_the_lecture(tmp_path: Path, monkeypatch) -> None:
@@ -98,7 +80,7 @@ def test_the_seed_configs_are_the_lecture(tmp_path: Path, monkeypatch) -> None:
         )
         optimizer = model.configure_optimizers()
         assert type(optimizer) is torch.optim.Adam and optimizer.defaults["lr"] == 1e-3
-        assert (data.batch_size, data.normalize, cli.trainer.max_epochs) == (100, False, 15)
+        assert (data.batch_size, model.hparams.normalize, cli.trainer.max_epochs) == (100, False, 15)
 
 
 def train_briefly(run_cli, data_dir: Path, *extra: str):
@@ -162,6 +144,19 @@ def test_only_the_named_subcommand_gets_a_parser(run_cli, synthetic_mnist_dir: P
 )
 def test_invoked_subcommand_is_the_first_word_that_is_not_an_option(args, expected: str | None) -> None:
     assert invoked_subcommand(args) == expected
+
+
+def test_a_saved_config_runs_again_as_a_new_run_and_resumes_with_last(run_cli, synthetic_mnist_dir: Path) -> None:
+    """LightningCLI's way to reproduce a run: ``fit --config logs/<name>/version_N/config.yaml``."""
+    first = train_briefly(run_cli, synthetic_mnist_dir, "--trainer.max_epochs", "1", "--test_after_fit", "false")
+    saved = Path(first.trainer.log_dir) / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["trainer"]["logger"]["init_args"]["version"] is None
+    again = run_cli(["fit", "--config", saved])
+    assert again.trainer.logger.version == first.trainer.logger.version + 1
+    assert Path(again.trainer.checkpoint_callback.last_model_path).is_file()
+    resumed = run_cli(["fit", "--config", saved, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert resumed.trainer.logger.version == again.trainer.logger.version  # the newest run, in its own folder
+    assert resumed.trainer.global_step == 2 * again.trainer.global_step
 
 
 def test_fit_can_skip_the_final_test(run_cli, synthetic_mnist_dir: Path, capsys) -> None:

@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit import compare
-from mnist_lit.cli import main as mnist_lit_main
+from mnist_lit.launch import main as mnist_lit_main
 from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS
 
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")

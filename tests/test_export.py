@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI
-from mnist_lit.data import MNIST_FILES, load_idx_file, to_model_input
+from mnist_lit.constants import MNIST_FILES
+from mnist_lit.data import to_unit_pixels
 from mnist_lit.export import INPUT_NAME, export_checkpoint, main
+from mnist_lit.idx import load_idx_file
 from mnist_lit.model import MNISTClassifier
 from tests.conftest import SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 
@@ -22,7 +24,7 @@ def train_briefly(root: Path, run_dir: Path, normalize: bool) -> Path:
         monkeypatch.setattr(sys, "argv", ["mnist-lit"])
         cli = MNISTLitCLI(
             args=[
-                "fit", "--data.data_dir", str(root), *SYNTHETIC_DATA_ARGS, "--data.normalize", str(normalize).lower(),
+                "fit", "--data.data_dir", str(root), *SYNTHETIC_DATA_ARGS, "--model.normalize", str(normalize).lower(),
                 "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2", "--test_after_fit", "false",
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             ]
@@ -38,7 +40,7 @@ def test_exported_model_predicts_like_the_checkpoint(tmp_path: Path, suffix: str
 
     model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
     with torch.no_grad():
-        expected = model.predict_step(to_model_input(images, normalize), 0)["probabilities"]
+        expected = model.predict_step(to_unit_pixels(images), 0)["probabilities"]
     assert expected.argmax(1).unique().numel() > 5  # a trained model, not a constant one
 
     exported = export_checkpoint(checkpoint, tmp_path / f"mnist{suffix}")

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lit.data import MNISTDataModule, to_model_input
+from mnist_lit.data import MNISTDataModule, to_unit_pixels
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.nets import ACTIVATIONS, INITS
+from tests.conftest import fit_briefly
 from tests.probes import TrainingAccuracyProbe
 
 NINE_OPTIMIZERS = {
@@ -134,7 +135,7 @@ def test_label_smoothing_shapes_the_training_loss_only(synthetic_mnist_dir: Path
     (results,) = trainer.validate(model, datamodule=datamodule, verbose=False)
     images, labels = datamodule.split("val")
     with torch.no_grad():
-        logits = model(to_model_input(images, datamodule.normalize))
+        logits = model(to_unit_pixels(images))
     assert results["val/loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
     assert results["val/loss"] != pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item(), rel=1e-3)
 
@@ -163,3 +164,38 @@ def test_prediction_gives_digits_and_probabilities() -> None:
     assert output["digit"].shape == (4,) and output["probabilities"].shape == (4, 10)
     assert torch.allclose(output["probabilities"].sum(dim=1), torch.ones(4))
     assert torch.equal(output["digit"], output["probabilities"].argmax(dim=1))
+
+
+def test_compiled_network_trains_and_keeps_checkpoint_names(run_cli, synthetic_mnist_dir: Path) -> None:
+    # aot_eager runs the real capture (Dynamo graphs, AOTAutograd backward) without minutes of C++ codegen.
+    cli = fit_briefly(run_cli, synthetic_mnist_dir, "--model.compile", '{"backend": "aot_eager"}')
+    assert cli.model.net._compiled_call_impl is not None
+    assert torch.isfinite(cli.trainer.callback_metrics["test/acc"])
+    checkpoint = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=False)
+    assert all("_orig_mod" not in name for name in checkpoint["state_dict"])
+    plain = MNISTClassifier(hidden_sizes=[32])
+    plain.load_state_dict(checkpoint["state_dict"])
+
+
+def test_bf16_mixed_precision_trains_on_cpu(run_cli, synthetic_mnist_dir: Path) -> None:
+    seen_dtypes: list[torch.dtype] = []
+    cli = fit_briefly(run_cli, synthetic_mnist_dir, "--trainer.precision", "bf16-mixed", "--test_after_fit", "false")
+    first_linear = next(module for module in cli.model.net if isinstance(module, torch.nn.Linear))
+    hook = first_linear.register_forward_hook(lambda module, inputs, output: seen_dtypes.append(output.dtype))
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    hook.remove()
+    assert seen_dtypes and set(seen_dtypes) == {torch.bfloat16}
+    assert all(parameter.dtype == torch.float32 for parameter in cli.model.parameters())
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+
+
+def test_one_cycle_schedule_gets_total_steps_from_the_trainer(run_cli, synthetic_mnist_dir: Path) -> None:
+    cli = fit_briefly(
+        run_cli,
+        synthetic_mnist_dir,
+        *("--model.lr_scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--model.lr_scheduler.max_lr", "0.01"),
+        *("--model.lr_scheduler_interval", "step", "--trainer.max_epochs", "2", "--test_after_fit", "false"),
+    )
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == cli.trainer.estimated_stepping_batches == 8
+    assert scheduler.last_epoch == 8  # stepped once per batch, to the end of the cycle without overrunning it

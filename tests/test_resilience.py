@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,6 @@ from mnist_lit.data import MNISTDataModule
 from mnist_lit.errors import RunInterrupted, TrainingDivergedError
 from mnist_lit.model import MNISTClassifier
 from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt, DivergenceGuard
-from mnist_lit.runs import claim_next_version
 from tests.conftest import SYNTHETIC_DATA_ARGS, env_with_repo_on_path, make_synthetic_mnist
 
 STEPS_PER_EPOCH = 5  # 500 synthetic training images in batches of 100
@@ -204,33 +202,6 @@ def test_a_write_cut_short_leaves_the_previous_checkpoint_whole(
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
     assert io.load_checkpoint(path)["global_step"] == 1
     assert [entry.name for entry in path.parent.iterdir()] == ["last.ckpt"]
-
-
-def test_concurrent_runs_claim_different_folders(tmp_path: Path) -> None:
-    (tmp_path / "mnist" / "version_3").mkdir(parents=True)
-    claimed: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: claimed.append(claim_next_version(tmp_path / "mnist"))) for _ in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(claimed) == list(range(4, 12))
-
-
-def test_two_runs_in_one_folder_never_share_logs_or_checkpoints(
-    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    args = fit_args(synthetic_root, tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false",
-                    "--trainer.limit_train_batches", "2", "--trainer.num_sanity_val_steps", "0")  # fmt: skip
-    first = run_cli_in(tmp_path, args, monkeypatch)
-    second = run_cli_in(tmp_path, args, monkeypatch)
-    assert (first.trainer.logger.version, second.trainer.logger.version) == (0, 1)
-    assert first.trainer.checkpoint_callback.dirpath != second.trainer.checkpoint_callback.dirpath
-    assert isinstance(first.trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # defaults.yaml switches it on
-    for version in (0, 1):
-        assert (tmp_path / "logs" / "mnist" / f"version_{version}" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_training_reshuffles_every_epoch(synthetic_root: Path) -> None:

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_lit.data import black_pixel_value, to_model_input
+from mnist_lit.data import to_unit_pixels
 from mnist_lit.model import MNISTClassifier
-from mnist_lit.nets import SparseLinear, build_mlp
+from mnist_lit.nets import SparseLinear, Standardize, black_pixel_value, build_mlp
 from mnist_lit.optimizers import SPARSE_GRADIENT_OPTIMIZERS, SparseDenseOptimizer, build_optimizer
 from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS, synthetic_digits
 
@@ -30,24 +30,34 @@ TEN_OPTIMIZERS = [
 
 
 def digit_batch(normalize: bool, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels as the first Linear layer sees them (standardized or in [0, 1]), and labels."""
     images, labels = synthetic_digits(count, seed=3)
     images[images < 255] = 0  # only the bright blocks on a black background, like MNIST strokes
-    return to_model_input(images, normalize), labels.long()
+    pixels = to_unit_pixels(images)
+    return (Standardize()(pixels) if normalize else pixels), labels.long()
+
+
+def sparse_layer(net: nn.Module) -> SparseLinear:
+    return next(module for module in net.modules() if isinstance(module, SparseLinear))
+
+
+def first_linear(net: nn.Module) -> nn.Linear:
+    return next(module for module in net.modules() if isinstance(module, nn.Linear))
 
 
 @pytest.mark.parametrize("normalize", [False, True], ids=["unit", "standardized"])
 @pytest.mark.parametrize("init", ["default", "normal", "kaiming"])
 def test_sparse_input_layer_computes_the_dense_network(normalize: bool, init: str) -> None:
-    inputs, _ = digit_batch(normalize)
+    inputs, _ = digit_batch(normalize=False)  # the networks standardize their input themselves
     torch.manual_seed(0)
-    dense = build_mlp([32], "tanh", init)
+    dense = build_mlp([32], "tanh", init, normalize=normalize)
     torch.manual_seed(0)
-    sparse = build_mlp([32], "tanh", init, input_layer="sparse", background=black_pixel_value(normalize))
-    assert isinstance(sparse[1], SparseLinear)
+    sparse = build_mlp([32], "tanh", init, input_layer="sparse", normalize=normalize)
+    assert sparse_layer(sparse).background == black_pixel_value(normalize)
     torch.testing.assert_close(sparse(inputs), dense(inputs), rtol=1e-4, atol=1e-4)
-    recovered = sparse[1].as_linear()
-    torch.testing.assert_close(recovered.weight, dense[1].weight)
-    torch.testing.assert_close(recovered.bias, dense[1].bias, rtol=1e-4, atol=1e-4)
+    recovered = sparse_layer(sparse).as_linear()
+    torch.testing.assert_close(recovered.weight, first_linear(dense).weight)
+    torch.testing.assert_close(recovered.bias, first_linear(dense).bias, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("normalize", [False, True], ids=["unit", "standardized"])
@@ -125,7 +135,7 @@ def train_step(model: MNISTClassifier, optimizer: torch.optim.Optimizer) -> None
 
 def test_mlp_gives_sparse_parameters_to_sparse_adam_and_the_rest_to_adam_with_the_same_settings() -> None:
     model, optimizer = sparse_mlp_and_optimizer(lr=0.01)
-    table = model.net[1].table
+    table = sparse_layer(model.net).table
     assert optimizer.sparse.param_groups[0]["params"] == [table]
     dense_params = [p for p in model.parameters() if p is not table]
     assert type(optimizer.dense) is torch.optim.Adam
@@ -192,7 +202,8 @@ def test_sparse_adam_config_trains_when_stacked_on_a_model_config(
             "false",
         ]
     )
-    assert cli.model.hparams.pixel_background == pytest.approx(black_pixel_value(normalize))
+    assert cli.model.hparams.normalize is normalize
+    assert sparse_layer(cli.model.net).background == pytest.approx(black_pixel_value(normalize))
     optimizer = cli.trainer.optimizers[0]
     sparse_part = optimizer.sparse if isinstance(optimizer, SparseDenseOptimizer) else optimizer
     assert type(sparse_part) is torch.optim.SparseAdam

@@ -5,7 +5,7 @@ Same network (the central 20×20 pixels, then 400-256-128-10 ReLU), fused Adam (
 training images, standardized pixels, seed 42; then the accuracy on the 10,000 test images. It imports
 nothing but torch and reads the gzipped IDX files itself, so its start-to-accuracy time is what any
 program needs on this machine for this recipe.
-``benchmarks/fast_config.py --bare`` runs it beside the real command.
+``benchmarks/end_to_end.py fast`` runs it beside the real command.
 
     python benchmarks/bare_fast_recipe.py /dir/holding/MNIST/raw
 """

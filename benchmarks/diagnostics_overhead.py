@@ -1,108 +1,73 @@
-"""What the diagnostics callbacks cost: the same training steps with and without them, on real MNIST.
+"""What the diagnostics cost: configs/mlp.yaml's training steps with and without them, on real MNIST.
 
-The callbacks compute only on the steps they log (every ``log_every_n_steps``), so the difference should
-be a few per cent at the shipped logging interval. Runs alternate (off, on, off, on, ...) so that a machine
-whose load drifts affects both sides alike; the median of each side is reported, both as wall time and as
-the CPU time of this process (all its threads). On a busy shared machine both swing by tens of per cent, so
-the runs with diagnostics also measure, with Lightning's ``SimpleProfiler``, the share of the training time
-spent inside the diagnostics' own callback hooks (reading gradients, writing scalars and histograms): a
-ratio within one run, which the machine's load hardly moves. Not included there: the forward hooks'
-per-layer statistics on logged steps, which run inside the forward pass.
+The diagnostics compute only on the steps they log, so the difference should be a few per cent at the shipped
+logging interval. Runs alternate (off, on, off, on, ...) and both wall and CPU time are reported; on a busy
+machine both swing by tens of per cent, so the runs with diagnostics also measure, with Lightning's
+``SimpleProfiler``, the share of the training epochs spent inside the diagnostics' own hooks: a ratio within one
+run, which the machine's load hardly moves. Not in that share: the forward hooks' statistics, which run inside
+the forward pass.
 
-    python -m benchmarks.diagnostics_overhead --steps 300 --repeats 3
+    python benchmarks/diagnostics_overhead.py --steps 300 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
-import lightning as L
-import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.profilers import SimpleProfiler
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: this checkout first
 
-from mnist_lit.callbacks import ActivationStats, GradientNorms, HParamsSummary, LayerHistograms, PredictionFigures
-from mnist_lit.data import MNISTDataModule
-from mnist_lit.model import MNISTClassifier
+from benchmarks.harness import REPO_ROOT, cli_fit, print_table, quiet
+
+DIAGNOSTICS = ("GradientNorms", "ActivationStats", "LayerHistograms", "PredictionFigures")
 
 
-def diagnostics() -> list[L.Callback]:
-    return [GradientNorms(), ActivationStats(), LayerHistograms(), PredictionFigures()]
-
-
-def diagnostics_share(profiler: SimpleProfiler, callbacks: Sequence[L.Callback]) -> float:
-    """Seconds in the given callbacks' hooks over the seconds of the training epochs, from the profiler's records."""
-    names = tuple(f"[Callback]{type(callback).__qualname__}." for callback in callbacks)
-    durations = profiler.recorded_durations
-    inside = sum(sum(times) for action, times in durations.items() if action.startswith(names))
-    return inside / sum(durations["run_training_epoch"])
-
-
-def time_fit(
-    datamodule: MNISTDataModule, steps: int, log_every_n_steps: int, with_diagnostics: bool, save_dir: Path
-) -> tuple[float, float, float | None]:
-    """(wall s, CPU s, share of the time in the diagnostics' hooks) for ``trainer.fit`` of ``steps`` steps.
-
-    The model is the recommended 784-256-256-10 ReLU MLP with Adam.
-    """
-    L.seed_everything(0, verbose=False)
-    model = MNISTClassifier(hidden_sizes=[256, 256], optimizer=partial(torch.optim.Adam, lr=1e-3))
-    extra = diagnostics() if with_diagnostics else []
-    callbacks = [HParamsSummary(), *extra]
-    profiler = SimpleProfiler(dirpath=save_dir, filename="profile")
-    trainer = L.Trainer(
-        max_steps=steps,
-        log_every_n_steps=log_every_n_steps,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=TensorBoardLogger(save_dir, name="overhead", default_hp_metric=False),
-        callbacks=callbacks,
-        profiler=profiler,
-    )
+def time_fit(steps: int, log_every_n_steps: int, diagnostics: bool, workdir: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, share of the training epochs in the diagnostics' hooks) of ``steps`` training steps."""
+    args = [
+        *("--config", str(REPO_ROOT / "configs" / "mlp.yaml"), "--trainer.max_steps", str(steps)),
+        *("--trainer.log_every_n_steps", str(log_every_n_steps), "--trainer.limit_val_batches", "0"),
+        *("--trainer.num_sanity_val_steps", "0", "--trainer.profiler", "simple"),
+        *([] if diagnostics else ["--diagnostics", "[]"]),
+    ]
     wall, cpu = time.perf_counter(), time.process_time()
-    trainer.fit(model, datamodule)
+    with quiet():
+        cli = cli_fit(args, workdir)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return wall, cpu, diagnostics_share(profiler, extra) if extra else None
+    durations = cli.trainer.profiler.recorded_durations
+    inside = sum(
+        sum(times)
+        for action, times in durations.items()
+        if action.startswith(tuple(f"[Callback]{name}" for name in DIAGNOSTICS))
+    )
+    return wall, cpu, inside / sum(durations["run_training_epoch"])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--log-every-n-steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-dir", default=None, help="directory holding MNIST/raw (default: $MNIST_LIT_DATA_DIR)")
-    args = parser.parse_args(argv)
-    datamodule = MNISTDataModule(args.data_dir, download=False)
-    seconds: dict[bool, list[tuple[float, float, float | None]]] = {False: [], True: []}
+    args = parser.parse_args()
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="diagnostics_overhead_") as scratch:
-        time_fit(datamodule, 20, args.log_every_n_steps, True, Path(scratch))  # warm-up: data load, lazy imports
-        for _ in range(args.repeats):
-            for with_diagnostics in (False, True):
-                elapsed = time_fit(datamodule, args.steps, args.log_every_n_steps, with_diagnostics, Path(scratch))
-                seconds[with_diagnostics].append(elapsed)
-    print(f"steps: {args.steps}, log_every_n_steps: {args.log_every_n_steps}, repeats: {args.repeats}")
-    print("| measure | without diagnostics (median) | with diagnostics (median) | overhead | all runs, off / on |")
-    print("|---|---:|---:|---:|---|")
+        time_fit(20, args.log_every_n_steps, True, Path(scratch))  # warm-up: data, lazy imports
+        for repeat in range(args.repeats):
+            for diagnostics in (False, True) if repeat % 2 == 0 else (True, False):
+                runs[diagnostics].append(time_fit(args.steps, args.log_every_n_steps, diagnostics, Path(scratch)))
+    print(f"{args.steps} steps, log_every_n_steps {args.log_every_n_steps}, {args.repeats} repeats")
+    rows = []
     for column, name in ((0, "wall s"), (1, "CPU s")):
-        off = [run[column] for run in seconds[False]]
-        on = [run[column] for run in seconds[True]]
-        change = 100 * (statistics.median(on) - statistics.median(off)) / statistics.median(off)
-        runs = ", ".join(f"{value:.1f}" for value in off) + " / " + ", ".join(f"{value:.1f}" for value in on)
-        print(f"| {name} | {statistics.median(off):.1f} | {statistics.median(on):.1f} | {change:+.1f} % | {runs} |")
-    shares = [run[2] for run in seconds[True] if run[2] is not None]
-    print(
-        f"time inside the diagnostics' callback hooks: {statistics.median(shares):.2%} of the training epochs "
-        f"(runs: {', '.join(f'{share:.2%}' for share in shares)})"
-    )
+        off = statistics.median(run[column] for run in runs[False])
+        on = statistics.median(run[column] for run in runs[True])
+        rows.append((name, f"{off:.1f}", f"{on:.1f}", f"{100 * (on - off) / off:+.1f} %"))
+    print_table(("measure", "without diagnostics (median)", "with diagnostics (median)", "overhead"), rows)
+    shares = [run[2] for run in runs[True]]
+    print(f"inside the diagnostics' hooks: {statistics.median(shares):.2%} of the training epochs")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.profilers import PassThroughProfiler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: this checkout first
 
@@ -34,6 +35,7 @@ import mnist_lit.callbacks.diagnostics as diagnostics_module
 import mnist_lit.model as model_module
 from benchmarks.harness import REPO_ROOT, cli_fit, env_for, epoch_durations, print_table, quiet, run_process
 from mnist_lit.cuda_check import NVML_CHECK
+from mnist_lit.profiler import NullProfiler
 
 MLP = ["--config", str(REPO_ROOT / "configs" / "mlp.yaml")]
 BLOCK = 20
@@ -46,6 +48,11 @@ def switch_nvml(model: L.LightningModule, plain: bool) -> None:
         os.environ[NVML_CHECK] = "1"
     else:
         os.environ.pop(NVML_CHECK, None)
+
+
+def switch_profiler(model: L.LightningModule, plain: bool) -> None:
+    """Plain: Lightning's default ``PassThroughProfiler``."""
+    model.trainer.profiler = PassThroughProfiler() if plain else NullProfiler()
 
 
 def switch_epoch_predictions(model: L.LightningModule, plain: bool) -> None:
@@ -188,8 +195,9 @@ def main() -> None:
         workdir = Path(tmp)
         with quiet():
             cli_fit([*MLP, "--trainer.max_steps", "5"], workdir)  # warm-up: data, lazy imports
-        for name, switch in (("nvml", switch_nvml), ("epoch_predictions", switch_epoch_predictions),
-                             ("train_loss", switch_train_loss)):  # fmt: skip
+        switches = {"nvml": switch_nvml, "null_profiler": switch_profiler,
+                    "epoch_predictions": switch_epoch_predictions, "train_loss": switch_train_loss}  # fmt: skip
+        for name, switch in switches.items():
             per_step, of_epoch = switched(switch, args.pairs, workdir)
             rows.append((name, "switched", f"{100 * per_step:+.1f}% of a step, {100 * of_epoch:+.1f}% of an epoch"))
             print(rows[-1], flush=True)

@@ -1,4 +1,4 @@
-"""The ``mnist-lit`` training command: a LightningCLI over ``MNISTClassifier`` and ``MNISTDataModule``, and ``main``."""
+"""``mnist-lit fit|validate|test|predict``: a LightningCLI over ``MNISTClassifier`` and ``MNISTDataModule``."""
 
 from __future__ import annotations
 

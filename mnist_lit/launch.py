@@ -1,5 +1,4 @@
-"""The ``mnist-lit`` command's entry point: it picks the subcommand's module and imports it without the garbage
-collector re-reading the libraries.
+"""The ``mnist-lit`` entry point: it picks the subcommand's module and imports it without the garbage collector.
 
 Importing PyTorch, Lightning and torchmetrics creates a few hundred thousand objects that live as long as the
 process. While they are being created, CPython's cyclic collector makes several full passes over all of them,

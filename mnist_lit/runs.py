@@ -1,5 +1,7 @@
-"""Run folders: each run claims its own ``version_N``, ``last`` finds the newest, a run that never started
-leaves nothing, and the saved ``config.yaml`` re-runs as a new run.
+"""Run folders: each run claims its own ``version_N``; ``last``, a run that never started, and the saved config.
+
+``last`` finds the newest run's checkpoint, a run that never started leaves nothing, and the saved
+``config.yaml`` re-runs as a new run.
 
 TensorBoardLogger picks ``version_N`` by listing the folder when it first writes, so two runs started together
 can pick the same N and overwrite each other's logs and checkpoints. Creating the folder is the claim:

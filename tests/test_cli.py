@@ -22,6 +22,8 @@ def config_runs() -> list[list[Path]]:
         folder = path.relative_to(CONFIG_DIR).parts[0]
         if folder == "experiments":  # test_experiments.py runs each one and checks where its run lands
             continue
+        if folder == "compare":  # the comparison's learning-rate ranges, not a training config
+            continue
         stacked = folder in STACKED_CONFIG_DIRS
         runs.append([BASE_CONFIG, path] if stacked else [path])
     return runs

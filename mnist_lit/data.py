@@ -48,7 +48,8 @@ class MNISTDataModule(L.LightningDataModule):
         data_dir: directory holding ``MNIST/raw/``; defaults to ``$MNIST_LIT_DATA_DIR``, else ``./data``.
         batch_size: images per batch (per process under DDP).
         val_size: images taken from the 60,000 training images for validation.
-        seed: fixes the validation split and the per-epoch shuffling.
+        seed: fixes the validation split, and the per-epoch shuffling unless ``shuffle_seed`` is given.
+        shuffle_seed: seeds the per-epoch shuffling alone, so runs can differ in batch order on the same split.
         download: fetch the files with torchvision when they are missing.
         verify_checksums: check each file against the official md5; turn off only for other IDX data
             of the same layout (any number of images), such as the tests' synthetic files.
@@ -62,6 +63,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 100,
         val_size: int = 5_000,
         seed: int = 42,
+        shuffle_seed: int | None = None,
         download: bool = True,
         verify_checksums: bool = True,
         predict_paths: list[str] | None = None,
@@ -79,6 +81,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.val_size = val_size
         self.seed = seed
+        self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed
         self.download = download
         self.verify_checksums = verify_checksums
         self.predict_paths = predict_paths
@@ -149,7 +152,7 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = self.split(name)
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochBatchSampler(len(labels), self.batch_size, shuffle, self.seed, rank, world_size)
+        sampler = EpochBatchSampler(len(labels), self.batch_size, shuffle, self.shuffle_seed, rank, world_size)
         return TensorBatchLoader(images, labels, sampler)
 
     def train_dataloader(self) -> TensorBatchLoader:

@@ -1,10 +1,10 @@
-"""Shared fixtures: synthetic IDX files written byte by byte, the real MNIST copy, and a CLI runner."""
+"""Shared fixtures: synthetic IDX files written byte by byte, the real MNIST copy, a CLI runner, PostgreSQL."""
 
 from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import torch
 
 from mnist_lit.cli import MNISTLitCLI
 from mnist_lit.constants import DATA_DIR_ENV
+from tests.postgres import PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -111,3 +112,12 @@ def fit_briefly(run_cli: Callable[..., MNISTLitCLI], data_dir: Path, *args: str)
             *args,
         ]
     )
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, started; a missing server fails the test, it never skips."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()

@@ -1,140 +1,211 @@
-"""``mnist-lit compare`` on synthetic data: real training runs, real TensorBoard event files, real reports."""
+"""``mnist-lit compare`` end to end on synthetic data: real runs, real Optuna studies, real TensorBoard event files."""
 
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mnist_lit import compare
-from mnist_lit.launch import main as mnist_lit_main
-from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS
+from mnist_lit.compare.study import JOURNAL_FILE
+from mnist_lit.launch import main as mnist_lit
+from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS, env_with_repo_on_path
 
-QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
-
-
-def fit_args_for(data_dir: Path) -> list[str]:
-    return ["--", "--data.data_dir", str(data_dir), *SYNTHETIC_DATA_ARGS, *QUIET]
+BASE = CONFIG_DIR / "mlp.yaml"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def logged_val_acc(run_dir: Path) -> list[float]:
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return [event.value for event in events.Scalars("val/acc")]
+def fit_args(data_dir: Path) -> list[str]:
+    return ["--", "--data.data_dir", str(data_dir), *SYNTHETIC_DATA_ARGS]
 
 
-def test_compare_trains_each_variant_as_its_own_tensorboard_run_and_writes_the_reports(
-    tmp_path: Path, synthetic_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return accumulator
+
+
+def logged_hparams(run_dir: Path) -> dict[str, object]:
+    content = events(run_dir).PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {key: value.ListFields()[0][1] for key, value in session.hparams.items()}
+
+
+def test_a_tuned_comparison_chooses_on_validation_and_reports_every_run(
+    tmp_path: Path, synthetic_mnist_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    base = CONFIG_DIR / "mlp.yaml"
-    command = ["compare", str(base), "--optimizers", "sgd", "adam", "--epochs", "2"]
-    mnist_lit_main([*command, *fit_args_for(synthetic_mnist_dir)])
+    command = ["compare", str(BASE), "--optimizers", "sgd", "adam", "--trials", "3", "--seeds", "2", "--epochs", "2"]
+    mnist_lit([*command, "--save_dir", str(tmp_path), *fit_args(synthetic_mnist_dir)])
+    folder = tmp_path / "compare" / "mlp_optimizers"
+    printed = capsys.readouterr().out
+    assert "Tuned: the learning rate only" in printed and "Not tuned: every other setting" in printed
+    assert "skip the diagnostics, the figures and the test" in printed
 
-    parent = tmp_path / "logs" / "compare" / "mlp_optimizers"
-    rows = list(csv.DictReader((parent / "results.csv").open()))
-    assert [row["variant"] for row in rows] == ["sgd", "adam"]
-    for row in rows:
-        assert row["status"] == "ok" and row["error"] == ""
-        assert row["epochs"] == "2" and int(row["parameters"]) == 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
-        assert float(row["seconds_per_epoch"]) > 0 and 0 <= float(row["test_acc"]) <= 1
-        # The table's curve is the one TensorBoard shows for that run.
-        logged = logged_val_acc(parent / row["variant"])
-        assert [f"{value:.4f}" for value in logged] == row["val_acc_per_epoch"].split()
-        assert float(row["final_val_acc"]) == pytest.approx(logged[-1])
-        assert float(row["best_val_acc"]) == pytest.approx(max(logged))
-    assert float(rows[1]["best_val_acc"]) > 0.5  # Adam learns the synthetic digits in two epochs
-
-    table = (parent / "results.md").read_text()
-    assert "| variant | status | final val/acc | best val/acc | test/acc |" in table
-    assert "| sgd | ok |" in table and "| adam | ok |" in table
-    assert "| adam | ok |" in capsys.readouterr().out  # the table is printed too
-    assert (parent / "val_acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_a_failing_variant_is_recorded_the_others_go_on_and_a_rerun_finishes_only_the_rest(
-    tmp_path: Path, synthetic_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    raises = tmp_path / "raises.yaml"  # SparseAdam without the sparse input layer: refused when built
-    raises.write_text("model:\n  optimizer:\n    class_path: torch.optim.SparseAdam\n")
-    diverges = tmp_path / "diverges.yaml"
-    diverges.write_text("model:\n  optimizer:\n    class_path: torch.optim.SGD\n    init_args:\n      lr: 1.0e+6\n")
-    command = [
-        str(CONFIG_DIR / "mlp.yaml"),
-        "--configs",
-        str(raises),
-        str(CONFIG_DIR / "optimizer" / "adam.yaml"),
-        str(diverges),
-        "--epochs",
-        "2",
-        "--name",
-        "robust",
-        *fit_args_for(synthetic_mnist_dir),
-        "--test_after_fit",
-        "false",
-    ]
-    trained: list[str] = []
-    real_run_variant = compare.run_variant
-
-    def recording_run_variant(args, name):
-        trained.append(name)
-        return real_run_variant(args, name)
-
-    monkeypatch.setattr(compare, "run_variant", recording_run_variant)
-
-    first = {result.variant: result for result in compare.main(command)}
-    assert trained == ["raises", "adam", "diverges"]
-    assert first["raises"].status == "failed"
-    assert "ConfigurationError" in first["raises"].error and "model.input_layer: sparse" in first["raises"].error
-    assert first["adam"].status == "ok" and first["adam"].epochs == 2
-    assert first["diverges"].status == "diverged" and "became nan at step" in first["diverges"].error
-    assert first["diverges"].epochs == 0  # stopped at the first logged non-finite loss, before any validation
-    parent = tmp_path / "logs" / "compare" / "robust"
-    table = (parent / "results.md").read_text()
-    assert "| raises | failed |" in table and "| diverges | diverged |" in table
-
-    # As if the comparison had been killed while training adam: its run has no result yet.
-    (parent / "adam" / compare.RESULT_FILE).unlink()
-    trained.clear()
-    second = {result.variant: result for result in compare.main(command)}
-    assert trained == ["raises", "adam"]  # the finished (diverged) run is skipped, the failed one retried
-    assert second["diverges"] == first["diverges"]
-    assert second["adam"].val_acc_per_epoch == first["adam"].val_acc_per_epoch  # seeded: same run again
-    assert len(logged_val_acc(parent / "adam")) == 2  # the unfinished run was started clean, not appended to
-
-    # A different budget is a different run: its recorded result no longer counts as finished.
-    base, adam, extra = Path(command[0]), compare.Variant("adam", Path(command[3])), command[command.index("--") + 1 :]
-
-    def adam_fingerprint(epochs: str) -> str:
-        options = compare.build_parser().parse_args([str(base), "--epochs", epochs])
-        args = compare.fit_args(base, adam, Path("logs/compare/robust"), options, extra)
-        return compare.fingerprint(args, [base, adam.config])
-
-    assert adam_fingerprint("2") == second["adam"].fingerprint
-    assert compare.load_finished(parent / "adam", adam_fingerprint("1")) is None
-    assert compare.load_finished(parent / "adam", second["adam"].fingerprint) == second["adam"]
+    runs = rows(folder / "trials.csv")
+    assert len(runs) == 2 * (3 + 2)
+    summary = {row["variant"]: row for row in rows(folder / "results.csv")}
+    for variant in ("sgd", "adam"):
+        tuning = [run for run in runs if run["variant"] == variant and run["phase"] == "tune"]
+        confirming = [run for run in runs if run["variant"] == variant and run["phase"] == "confirm"]
+        assert {run["seed"] for run in tuning} == {"0"} and {run["seed"] for run in confirming} == {"1", "2"}
+        assert all(run["test_acc"] == "" for run in tuning), "tuning runs never see the test set"
+        finished = [run for run in tuning if run["status"] == "ok"]
+        best = max(finished, key=lambda run: float(run["val_acc"]))
+        assert {run["lr"] for run in confirming} == {best["lr"]}
+        row = summary[variant]
+        assert float(row["lr"]) == float(best["lr"]) and row["tuned"] == "yes" and row["seeds"] == "2"
+        tests = [float(run["test_acc"]) for run in confirming]
+        assert float(row["test_acc_mean"]) == pytest.approx(statistics.mean(tests), abs=1e-4)
+        assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-4)
+        assert float(row["val_acc_mean"]) == pytest.approx(statistics.mean(float(r["val_acc"]) for r in confirming))
+        for run in (*tuning[:1], *confirming[:1]):  # each run is a TensorBoard run of its own
+            phase_dir = folder / variant / run["phase"]
+            run_dir = next(phase_dir.glob(f"*_{int(run['index']):02d}"))
+            logged = [event.value for event in events(run_dir).Scalars("val/acc")]
+            assert [f"{value:.4f}" for value in logged] == run["val_acc_per_validation"].split()
+            assert logged_hparams(run_dir)["optimizer.lr"] == pytest.approx(float(run["lr"]))
+            tags = events(run_dir).Tags()
+            assert ("val/confusion_matrix" in tags["images"]) is (run["phase"] == "confirm")  # the diagnostics
+            assert ("test/acc" in tags["scalars"]) is (run["phase"] == "confirm")
+            assert (run_dir / "checkpoints").is_dir() is (run["phase"] == "confirm")
+    assert float(summary["adam"]["val_acc_mean"]) > 0.9  # Adam learns the synthetic digits in two epochs
+    table = (folder / "results.md").read_text()
+    assert "| sgd |" in table and "| adam |" in table and "epochs to 0.97" in table
+    for name in ("val_acc.png", "lr_sensitivity.png"):
+        assert (folder / name).read_bytes()[:8] == PNG
 
 
-def test_default_variants_are_every_optimizer_config_in_the_lecture_order() -> None:
-    options = compare.build_parser().parse_args([str(CONFIG_DIR / "seed" / "mlp.yaml")])
-    kind, variants = compare.resolve_variants(options)
-    assert kind == "optimizers"
-    assert [variant.name for variant in variants] == list(compare.OPTIMIZER_ORDER)
-    assert all(variant.config.is_file() for variant in variants)
-    options = compare.build_parser().parse_args([str(CONFIG_DIR / "mlp.yaml"), "--activations"])
-    assert [variant.name for variant in compare.resolve_variants(options)[1]] == list(compare.ACTIVATION_ORDER)
-    assert compare.default_name(CONFIG_DIR / "seed" / "mlp.yaml", kind) == "seed_mlp_optimizers"
+def test_no_tuning_trains_the_configs_own_learning_rate_and_says_so(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
+    command = ["compare", str(BASE), "--optimizers", "sgd", "--trials", "0", "--seeds", "1", "--epochs", "1"]
+    mnist_lit([*command, "--save_dir", str(tmp_path), "--name", "plain", *fit_args(synthetic_mnist_dir)])
+    folder = tmp_path / "compare" / "plain"
+    (run,) = rows(folder / "trials.csv")
+    assert (run["phase"], run["lr"], run["status"]) == ("confirm", "0.1", "ok")  # configs/optimizer/sgd.yaml
+    (summary,) = rows(folder / "results.csv")
+    assert summary["tuned"] == "not tuned" and summary["tuning"] == "not tuned"
+    assert "0.1 (not tuned)" in (folder / "results.md").read_text()
+    assert not (folder / "lr_sensitivity.png").exists()
 
 
-def test_an_unknown_variant_name_is_refused_before_anything_trains(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "-1"], "--trials must be a whole number of at least 0"),
+        (["--seeds", "0"], "--seeds must be a whole number of at least 1"),
+        (["--workers", "0"], "--workers must be a whole number of at least 1"),
+        (["--optimizers", "adam", "adamw"], "--optimizers: no config named adamw"),
+        (["--storage", "foo://nowhere"], "unknown database scheme 'foo'"),
+        (["--storage", "postgresql://someone:secret@127.0.0.1:1/none"], "cannot reach the database"),
+    ],
+    ids=["trials", "seeds", "workers", "optimizer-name", "storage-scheme", "storage-unreachable"],
+)
+def test_bad_input_is_refused_before_anything_trains(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        compare.main([str(CONFIG_DIR / "mlp.yaml"), "--optimizers", "adam", "adamw", "--save_dir", str(tmp_path)])
+        mnist_lit(["compare", str(BASE), *args, "--save_dir", str(tmp_path)])
     assert exit_info.value.code == 2
-    message = capsys.readouterr().err
-    assert "No optimizer config named adamw" in message and "sparse_adam" in message and "--configs" in message
-    assert not (tmp_path / "compare").exists()
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error and "secret" not in error
+    assert not list(tmp_path.rglob("run.log"))
+
+
+@pytest.mark.parametrize("bounds", ["[0.0, 1.0]", "[0.1, 0.01]", "[1.0e-3]"])
+def test_a_search_range_must_have_a_positive_low_end_below_its_high_end(
+    bounds: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "ranges.yaml"
+    space.write_text(f"sgd: {bounds}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        mnist_lit(
+            ["compare", str(BASE), "--optimizers", "sgd", "--search_space", str(space), "--save_dir", str(tmp_path)]
+        )
+    assert exit_info.value.code == 2
+    assert f"{space}: sgd: a learning-rate range must be [low, high] with 0 < low < high" in capsys.readouterr().err
+
+
+def compare_in_a_process(folder: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_lit", "compare", *args],
+        cwd=folder,
+        env=env_with_repo_on_path(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def study_trials(storage: optuna.storages.BaseStorage) -> list[optuna.trial.FrozenTrial]:
+    return [trial for summary in optuna.get_all_study_summaries(storage) for trial in
+            optuna.load_study(study_name=summary.study_name, storage=storage).trials]  # fmt: skip
+
+
+def test_a_comparison_killed_mid_run_and_run_again_ends_with_exactly_its_budget(
+    tmp_path: Path, synthetic_mnist_dir: Path
+) -> None:
+    options = [str(BASE), "--optimizers", "sgd", "adam", "--trials", "3", "--seeds", "2", "--epochs", "3",
+               "--name", "killed"]  # fmt: skip
+    journal = tmp_path / "logs" / "compare" / "killed" / JOURNAL_FILE
+    process = compare_in_a_process(tmp_path, *options, *fit_args(synthetic_mnist_dir))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # until a run is being trained after at least one has finished
+        if journal.is_file():
+            states = [trial.state for trial in study_trials(optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(journal))))]  # fmt: skip
+            if states.count(optuna.trial.TrialState.COMPLETE) >= 2 and optuna.trial.TrialState.RUNNING in states:
+                break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no run started: {process.communicate(timeout=60)[0][-3000:]}")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    mnist_lit(["compare", *options, "--save_dir", str(tmp_path / "logs"), *fit_args(synthetic_mnist_dir)])
+    runs = rows(tmp_path / "logs" / "compare" / "killed" / "trials.csv")
+    assert len(runs) == 2 * (3 + 2)
+    assert len({(run["variant"], run["phase"], run["index"]) for run in runs}) == len(runs)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    killed = [trial for trial in study_trials(storage) if trial.state == optuna.trial.TrialState.FAIL]
+    assert killed and all("status" not in trial.user_attrs for trial in killed)  # the run cut short, run again
+
+
+def test_two_workers_train_the_same_runs_as_one(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
+    found = {}
+    for workers in ("1", "2"):
+        command = ["compare", str(BASE), "--optimizers", "sgd", "adam", "--trials", "2", "--seeds", "1",
+                   "--epochs", "1", "--workers", workers, "--name", f"workers{workers}"]  # fmt: skip
+        mnist_lit([*command, "--save_dir", str(tmp_path), *fit_args(synthetic_mnist_dir)])
+        runs = rows(tmp_path / "compare" / f"workers{workers}" / "trials.csv")
+        found[workers] = sorted((run["variant"], run["phase"], run["lr"], run["seed"], run["status"]) for run in runs)
+    assert len(found["1"]) == 2 * (2 + 1)
+    assert found["2"] == found["1"]
+
+
+def test_pruning_stops_tuning_runs_only_and_shows_them_as_pruned(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
+    space = tmp_path / "ranges.yaml"
+    space.write_text("sgd: [1.0e-6, 1.0]\n")  # six decades: some rates cannot learn anything in the budget
+    command = ["compare", str(BASE), "--optimizers", "sgd", "--trials", "10", "--seeds", "2", "--epochs", "3",
+               "--prune", "--search_space", str(space), "--seed", "3", "--name", "pruned"]  # fmt: skip
+    mnist_lit([*command, "--save_dir", str(tmp_path), *fit_args(synthetic_mnist_dir)])
+    runs = rows(tmp_path / "compare" / "pruned" / "trials.csv")
+    pruned = [run for run in runs if run["status"] == "pruned"]
+    assert pruned and all(run["phase"] == "tune" for run in pruned)
+    assert all(len(run["val_acc_per_validation"].split()) < 3 for run in pruned)  # stopped before the budget's end
+    assert [run["status"] for run in runs if run["phase"] == "confirm"] == ["ok", "ok"]
+    (summary,) = rows(tmp_path / "compare" / "pruned" / "results.csv")
+    assert f"{len(pruned)} pruned" in summary["tuning"]

@@ -2,8 +2,8 @@
 
 - ``full``: all eleven optimizer configs on a base config with the tuning protocol, at the budget given (default:
   8 rates × 1 epoch, then 3 seeds × 3 epochs), start to exit;
-- ``workers``: the same smaller comparison with ``--workers 1`` and ``--workers 2``, alternately, each in a fresh
-  folder, start to exit;
+- ``workers``: the eleven optimizers with 4 rates and 2 seeds of 1 epoch (66 runs), with ``--workers 1`` and
+  ``--workers 2``, alternately, each in a fresh folder, start to exit;
 - ``in-process``: the same runs trained inside one ``mnist-lit compare`` process, and as one ``mnist-lit fit``
   process each, sequentially (the command line of every run is the one the comparison's runner builds).
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from benchmarks.harness import REPO_ROOT, env_for, print_table, run_process
 
 COMMAND = [sys.executable, "-m", "mnist_lit", "compare"]
-SMALL = ["--optimizers", "sgd", "sgd_momentum", "adam", "rmsprop", "--trials", "4", "--seeds", "2", "--epochs", "1"]
+SMALL = ["--trials", "4", "--seeds", "2", "--epochs", "1"]  # all eleven optimizers: 66 runs
 
 
 def compare_seconds(args: list[str], workdir: Path) -> tuple[float, str]:
@@ -48,7 +48,7 @@ def full(options: argparse.Namespace) -> None:
         str(options.workers),
     ]
     with tempfile.TemporaryDirectory(prefix="mnist-lit-compare-") as tmp:
-        seconds, output = compare_seconds([str(options.base), *budget], Path(tmp))
+        seconds, output = compare_seconds([str(options.base), *budget], options.save_dir or Path(tmp))
     print(output[output.index("\n| variant") :] if "\n| variant" in output else output[-3000:])
     runs = 11 * (options.trials + options.seeds)
     print(f"full comparison of {options.base}, {' '.join(budget)}: {runs} runs, {seconds:.0f} s start to exit")
@@ -63,7 +63,7 @@ def workers(options: argparse.Namespace) -> None:
             seconds[count].append(elapsed)
             print(f"repeat {repeat}: --workers {count}: {elapsed:.1f} s", flush=True)
     ratios = [one / two for one, two in zip(seconds["1"], seconds["2"], strict=True)]
-    print(f"\n{options.base} {' '.join(SMALL)}: 24 runs, start to exit, {options.repeats} repeats")
+    print(f"\n{options.base} {' '.join(SMALL)}: 66 runs, start to exit, {options.repeats} repeats")
     print_table(
         ("workers", "seconds (median)", "runs"),
         [(count, f"{statistics.median(v):.1f}", ", ".join(f"{x:.1f}" for x in v)) for count, v in seconds.items()],
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8, help="in-process: how many runs")
+    parser.add_argument("--save_dir", type=Path, default=None, help="full: keep the comparison here")
     options = parser.parse_args()
     {"full": full, "workers": workers, "in-process": in_process}[options.measure](options)
 

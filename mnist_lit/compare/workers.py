@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import pickle
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 import torch
 
+from mnist_lit.compare import spawned
 from mnist_lit.compare.cells import Cell
 from mnist_lit.compare.plan import CONFIRM, TUNE, PlannedRun
 from mnist_lit.compare.runner import discard_checkpoints, fit_args, train
@@ -189,22 +191,25 @@ def work(settings: Settings) -> None:
 
 
 def run_workers(settings: Settings, workers: int) -> None:
-    """``workers`` == 1: here, in this process; more: that many spawned processes, each with its share of the
-    threads."""
-    if workers == 1:
-        work(settings)
-        return
+    """This process is the first worker; ``workers - 1`` spawned processes are the others. Each has its share of
+    the threads."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
-    processes = [context.Process(target=work_and_exit, args=(settings,), name=f"worker {n}") for n in range(workers)]
-    for process in processes:
+    others = [
+        context.Process(target=spawned.start, args=(pickle.dumps(settings),), name=f"worker {n}")
+        for n in range(1, workers)
+    ]
+    for process in others:
         process.start()
-    for process in processes:
-        process.join()
-    failed = [process.name for process in processes if process.exitcode != 0]
+    try:
+        work(settings)
+    finally:
+        for process in others:
+            process.join()
+    failed = [process.name for process in others if process.exitcode != 0]
     if failed:
         raise MNISTLitError(
-            f"{', '.join(failed)} stopped early (their messages are above); run the same command "
-            "again to finish the comparison."
+            f"{', '.join(failed)} stopped early (their messages are above); run the same command again to finish "
+            "the comparison."
         )
 
 

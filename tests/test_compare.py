@@ -76,7 +76,7 @@ def test_a_tuned_comparison_chooses_on_validation_and_reports_every_run(
             phase_dir = folder / variant / run["phase"]
             run_dir = next(phase_dir.glob(f"*_{int(run['index']):02d}"))
             logged = [event.value for event in events(run_dir).Scalars("val/acc")]
-            assert [f"{value:.4f}" for value in logged] == run["val_acc_per_validation"].split()
+            assert [f"{value:.4f}" for value in logged] == run["val_acc_per_epoch"].split()
             assert logged_hparams(run_dir)["optimizer.lr"] == pytest.approx(float(run["lr"]))
             tags = events(run_dir).Tags()
             assert ("val/confusion_matrix" in tags["images"]) is (run["phase"] == "confirm")  # the diagnostics
@@ -205,7 +205,7 @@ def test_pruning_stops_tuning_runs_only_and_shows_them_as_pruned(tmp_path: Path,
     runs = rows(tmp_path / "compare" / "pruned" / "trials.csv")
     pruned = [run for run in runs if run["status"] == "pruned"]
     assert pruned and all(run["phase"] == "tune" for run in pruned)
-    assert all(len(run["val_acc_per_validation"].split()) < 3 for run in pruned)  # stopped before the budget's end
+    assert all(len(run["val_acc_per_epoch"].split()) < 3 for run in pruned)  # stopped before the budget's end
     assert [run["status"] for run in runs if run["phase"] == "confirm"] == ["ok", "ok"]
     (summary,) = rows(tmp_path / "compare" / "pruned" / "results.csv")
     assert f"{len(pruned)} pruned" in summary["tuning"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mnist_lit.compare.cells import Cell
 from mnist_lit.compare.plan import CONFIRM, TUNE
@@ -119,7 +120,7 @@ def write_csvs(folder: Path, summaries: Sequence[CellSummary], records: dict[str
         "test_acc",
         "epochs",
         "seconds",
-        "val_acc_per_validation",
+        "val_acc_per_epoch",
         "error",
     ]
     with (folder / "trials.csv").open("w", newline="") as handle:
@@ -143,7 +144,7 @@ def trial_row(variant: str, phase: str, run: Record) -> dict[str, object]:
         "test_acc": number(run.test_acc),
         "epochs": number(run.val_epochs[-1] if run.val_epochs else None, 2),
         "seconds": number(run.seconds, 1),
-        "val_acc_per_validation": " ".join(f"{value:.4f}" for value in run.val_acc),
+        "val_acc_per_epoch": " ".join(f"{value:.4f}" for value in run.val_acc),
         "error": run.error,
     }
 
@@ -199,6 +200,7 @@ def plot_curves(path: Path, confirming: dict[str, list[Record]], title: str) -> 
             alpha=0.2,
         )
     axes.set(xlabel="epoch", ylabel="val/acc, mean ± sd over seeds", title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if axes.lines:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

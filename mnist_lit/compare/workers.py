@@ -111,7 +111,7 @@ class Objective:
         return None if chosen is None else trial.suggest_float("lr", chosen, chosen, log=True)
 
     def finish(self, trial: optuna.Trial, status: str, **attrs: Any) -> float:
-        for name, value in {"status": status, **attrs}.items():
+        for name, value in {**attrs, "status": status}.items():  # the status last: with it, the run is recorded
             trial.set_user_attr(name, value)
         values = attrs.get("val_acc") or []
         announce(self.studies, self.cell.name, self.phase, trial, status, attrs.get("lr"), values)

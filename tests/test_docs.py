@@ -1,0 +1,32 @@
+"""The README's layout table names every module, and every module opens with one line that says its job."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "mnist_lit"
+
+
+def layout_section() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    return readme[readme.index("## Layout") :]
+
+
+def test_the_layout_table_names_every_module() -> None:
+    table = layout_section()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py") or path.parent.name in ("callbacks", "compare"):
+            continue  # the packages are named as folders
+        assert f"`{path.name}`" in table or f"`mnist_lit/{path.name}`" in table, path.name
+    for folder in ("callbacks", "compare"):
+        assert f"`mnist_lit/{folder}/`" in table
+
+
+def test_every_module_opens_with_one_line_that_says_its_job() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring, f"{path.relative_to(REPO_ROOT)} has no docstring"
+        first = docstring.splitlines()[0]
+        assert first.endswith(".") and len(first) <= 120, f"{path.relative_to(REPO_ROOT)}: {first!r}"

@@ -33,6 +33,10 @@ class PredictionInputError(MNISTLitError, RuntimeError):
     """Some input files could not be predicted (each was reported); the others were."""
 
 
+class StorageUnavailable(MNISTLitError):
+    """The comparison's study storage stopped answering in the middle of a comparison; its finished runs are kept."""
+
+
 class RunInterrupted(MNISTLitError):
     """Training stopped on SIGINT or SIGTERM after saving a checkpoint to resume from."""
 

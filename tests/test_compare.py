@@ -8,11 +8,13 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -185,6 +187,7 @@ def test_a_comparison_killed_mid_run_and_run_again_ends_with_exactly_its_budget(
 
 
 def test_two_workers_train_the_same_runs_as_one(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
+    threads, excepthook = torch.get_num_threads(), threading.excepthook
     found = {}
     for workers in ("1", "2"):
         command = ["compare", str(BASE), "--optimizers", "sgd", "adam", "--trials", "2", "--seeds", "1",
@@ -194,6 +197,8 @@ def test_two_workers_train_the_same_runs_as_one(tmp_path: Path, synthetic_mnist_
         found[workers] = sorted((run["variant"], run["phase"], run["lr"], run["seed"], run["status"]) for run in runs)
     assert len(found["1"]) == 2 * (2 + 1)
     assert found["2"] == found["1"]
+    # the in-process worker gives back its share of the threads: later training here is not slowed or changed
+    assert (torch.get_num_threads(), threading.excepthook) == (threads, excepthook)
 
 
 def test_pruning_stops_tuning_runs_only_and_shows_them_as_pruned(tmp_path: Path, synthetic_mnist_dir: Path) -> None:

@@ -39,13 +39,16 @@ def test_each_cell_resolves_its_optimizer_lr_and_range(tmp_path, monkeypatch) ->
     parser = MNISTLitCLI(args=["--trainer.logger=false"], run=False).parser
     ranges = load_search_space(CONFIG_DIR / "compare" / "learning_rates.yaml")
     base = CONFIG_DIR / "mlp.yaml"
-    lbfgs = describe(parser, base, "lbfgs", (CONFIG_DIR / "optimizer" / "lbfgs.yaml",), ranges)
+    lbfgs = describe(parser, base, "lbfgs", (CONFIG_DIR / "optimizer" / "lbfgs.yaml",), (), ranges)
     assert (lbfgs.optimizer, lbfgs.lr, lbfgs.lr_range) == ("LBFGS", 1.0, (1e-2, 100.0))
     assert "L-BFGS evaluates the loss and its gradient up to 5 times per step" in lbfgs.note
-    tanh = describe(parser, base, "tanh", (CONFIG_DIR / "activation" / "tanh.yaml",), ranges)
+    extra = ("--model.optimizer.init_args.max_iter", "3", "--data.batch_size", "500")  # what follows `--`
+    lbfgs = describe(parser, base, "lbfgs", (CONFIG_DIR / "optimizer" / "lbfgs.yaml",), extra, ranges)
+    assert "up to 3 times per step (plus its line search), on batches of 500" in lbfgs.note
+    tanh = describe(parser, base, "tanh", (CONFIG_DIR / "activation" / "tanh.yaml",), (), ranges)
     assert (tanh.optimizer, tanh.lr, tanh.note) == ("Adam", 1e-3, "")
     assert tanh.lr_range == pytest.approx((1e-5, 1e-1))  # two decades either side of the config's lr
-    grid = describe(parser, base, "adadelta+tanh", (CONFIG_DIR / "optimizer" / "adadelta.yaml",), ranges)
+    grid = describe(parser, base, "adadelta+tanh", (CONFIG_DIR / "optimizer" / "adadelta.yaml",), (), ranges)
     assert (grid.optimizer, grid.lr, grid.lr_range) == ("Adadelta", 1.0, (1e-2, 100.0))
 
 

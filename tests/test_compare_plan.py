@@ -6,8 +6,7 @@ import math
 from pathlib import Path
 
 from mnist_lit.compare.cells import Cell
-from mnist_lit.compare.plan import CONFIRM, TUNE, draw_learning_rates, plan_runs
-from mnist_lit.compare.study import Record, chosen_lr
+from mnist_lit.compare.plan import CONFIRM, TUNE, Record, choose_lr, draw_learning_rates, plan_runs
 
 ADAM = Cell("adam", (Path("adam.yaml"),), "Adam", 1e-3, (1e-5, 1e-1))
 SGD = Cell("sgd", (Path("sgd.yaml"),), "SGD", 0.1, (1e-3, 10.0))
@@ -43,6 +42,6 @@ def test_the_choice_is_made_on_validation_never_on_test() -> None:
     """Were test/acc used, the choice would be 0.01 (test 0.99): the best validation accuracy is 0.001's."""
     runs = [tuning_run(0, 0.01, val_acc=0.95, test_acc=0.99), tuning_run(1, 0.001, val_acc=0.97, test_acc=0.90),
             tuning_run(2, 0.1, val_acc=0.99, test_acc=0.99, status="diverged")]  # fmt: skip
-    assert chosen_lr(runs) == 0.001
-    assert chosen_lr([*runs, tuning_run(3, 0.002, val_acc=0.97, test_acc=0.95)]) == 0.001  # ties: the earliest
-    assert chosen_lr([tuning_run(0, 0.1, 0.9, 0.9, status="pruned")]) is None  # no run finished its budget
+    assert choose_lr(runs) == 0.001
+    assert choose_lr([*runs, tuning_run(3, 0.002, val_acc=0.97, test_acc=0.95)]) == 0.001  # ties: the earliest
+    assert choose_lr([tuning_run(0, 0.1, 0.9, 0.9, status="pruned")]) is None  # no run finished its budget

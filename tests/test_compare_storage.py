@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
+import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.conftest import SYNTHETIC_DATA_ARGS
+from mnist_lit.compare.study import storage_cause, storage_errors
+from mnist_lit.compare.workers import ended_optuna_heartbeat
+from tests.conftest import SYNTHETIC_DATA_ARGS, env_with_repo_on_path
 from tests.postgres import PostgresServer
 from tests.test_compare import BASE, compare_in_a_process, study_trials
 
@@ -49,6 +55,31 @@ def test_two_processes_in_two_folders_share_one_comparison_and_train_each_run_on
             assert len(list(csv.DictReader(handle))) == 10
 
 
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from mnist_lit.compare.study import open_storage
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+open_storage(sys.argv[1], Path("."))
+"""
+
+
+def test_workers_that_start_together_on_a_new_database_all_open_it(postgres: PostgresServer) -> None:
+    """Optuna creates its tables on first use; on a new database the workers race to create them."""
+    url = postgres.database("fresh")
+    start = time.time() + 5  # past every process's imports
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(start)], env=env_with_repo_on_path(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(8)
+    ]  # fmt: skip
+    for process in processes:
+        code, output = finish(process)
+        assert code == 0, output[-3000:]
+    assert optuna.storages.RDBStorage(url).get_all_studies() == []
+
+
 def test_a_lost_database_stops_the_comparison_and_the_same_command_finishes_it_later(
     postgres: PostgresServer, tmp_path: Path, synthetic_mnist_dir: Path
 ) -> None:
@@ -82,3 +113,33 @@ def test_a_lost_database_stops_the_comparison_and_the_same_command_finishes_it_l
     assert done_before <= kept  # no finished run was trained again
     retrained = [key for key, _ in done_before if f" {key.replace('/', ' ')}:" in output]
     assert not retrained
+
+
+def test_the_heartbeat_thread_a_lost_database_ends_is_recognised_as_optunas(postgres: PostgresServer) -> None:
+    """Workers hide the traceback of Optuna's heartbeat thread (their own message follows); this fails when Optuna
+    moves or renames that private thread, which ``ended_optuna_heartbeat`` recognises by its frames."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(postgres.database("heartbeat"), heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    ended: list[threading.ExceptHookArgs] = []
+    previous, threading.excepthook = threading.excepthook, ended.append
+
+    def objective(trial: optuna.Trial) -> float:
+        postgres.stop(mode="immediate")
+        time.sleep(2.5)  # the heartbeat's next beat finds no database
+        return 1.0
+
+    try:
+        with pytest.raises(Exception) as raised:
+            study.optimize(objective, n_trials=1)  # telling the result fails too
+        assert storage_cause(raised.value, None) is not None  # whatever Optuna raises on top of it
+        other = threading.Thread(target=storage.get_all_studies)  # a storage error in some other thread
+        other.start()
+        other.join()
+    finally:
+        threading.excepthook = previous
+    from_heartbeat = [args for args in ended if ended_optuna_heartbeat(args)]
+    assert len(from_heartbeat) == 1, [args.exc_value for args in ended]
+    assert isinstance(from_heartbeat[0].exc_value, storage_errors())
+    assert len(ended) == 2  # the other thread's error is not taken for the heartbeat's

@@ -95,11 +95,18 @@ def check_range(bounds: Any, where: str) -> tuple[float, float]:
     return float(bounds[0]), float(bounds[1])
 
 
-def describe(cli_parser: Any, base: Path, name: str, configs: tuple[Path, ...], ranges: dict) -> Cell:
-    """The cell's optimizer and lr as the stacked configs resolve them, its range, and a note on its cost."""
+def config_args(base: Path, configs: Sequence[Path], extra: Sequence[str]) -> list[str]:
+    """The part of a run's command line that a cell decides: the base config, the cell's, then ``extra``."""
+    return [*(item for config in (base, *configs) for item in ("--config", str(config))), *extra]
+
+
+def describe(
+    cli_parser: Any, base: Path, name: str, configs: tuple[Path, ...], extra: Sequence[str], ranges: dict
+) -> Cell:
+    """The cell's optimizer and lr as its runs' configs resolve them, its range, and a note on its cost."""
     from mnist_lit.optimizer_defaults import optimizers_start_from_their_own_defaults
 
-    args = [item for config in (base, *configs) for item in ("--config", str(config))]
+    args = config_args(base, configs, extra)
     try:
         with optimizers_start_from_their_own_defaults():
             config = cli_parser.parse_args(args)

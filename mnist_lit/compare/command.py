@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from jsonargparse import ArgumentError
+from lightning.pytorch.cli import LightningArgumentParser
 
+from mnist_lit.cli import default_config_path
 from mnist_lit.compare.cells import (
     ACTIVATION_ORDER,
     OPTIMIZER_ORDER,
     Cell,
+    config_args,
     describe,
     file_configs,
     load_search_space,
@@ -21,7 +24,8 @@ from mnist_lit.compare.cells import (
 )
 from mnist_lit.compare.plan import CONFIRM, TUNE, plan_runs
 from mnist_lit.compare.report import write_reports
-from mnist_lit.compare.study import JOURNAL_FILE, Studies, open_storage, shown
+from mnist_lit.compare.runner import lightning_cli
+from mnist_lit.compare.study import Studies, open_storage, storage_location
 from mnist_lit.compare.workers import Settings, quiet_libraries, run_workers
 from mnist_lit.errors import ConfigurationError, MNISTLitError
 
@@ -29,8 +33,6 @@ TARGET = 0.97  # AlgoPerf's validation target for MNIST
 
 
 def config_dir() -> Path:
-    from mnist_lit.cli import default_config_path
-
     return default_config_path().parent
 
 
@@ -162,19 +164,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(error.exit_code)
 
 
+def prepared_parser(base: Path, extra: Sequence[str]) -> LightningArgumentParser:
+    """The parser of the runs' command line, after the data every run reads is in place: a download happens once,
+    here, and missing data is reported before anything trains."""
+    args = [*config_args(base, (), extra), "--trainer.logger=false"]
+    try:
+        cli = lightning_cli(args, run=False)
+    except ArgumentError as error:
+        raise ConfigurationError(
+            f"{base} {' '.join(extra)}: the runs' configuration does not parse: {error}. Fix the base config or the "
+            "arguments after `--`."
+        ) from error
+    cli.datamodule.prepare_data()
+    return cli.parser
+
+
 def compare(options: argparse.Namespace, extra: list[str]) -> Path:
     """The whole comparison; returns its folder."""
-    from mnist_lit.cli import MNISTLitCLI
-
     check_numbers(options)
     if not options.base.is_file():
         raise ConfigurationError(f"Base config {options.base} not found. Give a model config, e.g. configs/mlp.yaml.")
-    quiet_libraries()
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # its args stand for sys.argv
+    with quiet_libraries():
+        return run_comparison(options, extra)
+
+
+def run_comparison(options: argparse.Namespace, extra: list[str]) -> Path:
+    """Plan the runs, store them, let the workers train them, then write the reports."""
     kind, configs = cell_configs(options)
     ranges = load_search_space(options.search_space or config_dir() / "compare" / "learning_rates.yaml")
-    parser = MNISTLitCLI(args=["--trainer.logger=false"], run=False, parser_kwargs={"exit_on_error": False}).parser
-    cells = [describe(parser, options.base, name, paths, ranges) for name, paths in configs]
+    parser = prepared_parser(options.base, extra)
+    cells = [describe(parser, options.base, name, paths, extra, ranges) for name, paths in configs]
     name = options.name or default_name(options.base, kind)
     folder = (options.save_dir / "compare" / name).resolve()
     epochs = {TUNE: options.tune_epochs or options.epochs, CONFIRM: options.epochs}
@@ -195,7 +214,7 @@ def compare(options: argparse.Namespace, extra: list[str]) -> Path:
     text = protocol_text(options, cells, kind, said)
     storage = open_storage(options.storage, folder)  # a bad URL or an unreachable database stops here
     Studies(storage, name, plan, protocol, options.prune).ensure_planned()
-    where = shown(options.storage) if options.storage else str(folder / JOURNAL_FILE)
+    where = storage_location(options.storage, folder)
     print(f"{text}\nStudies: {where} (optuna-dashboard {where}); runs: {folder}", flush=True)
     threads = max(1, torch.get_num_threads() // options.workers)
     settings = Settings(
@@ -211,15 +230,20 @@ def compare(options: argparse.Namespace, extra: list[str]) -> Path:
         extra,
         threads,
     )
-    run_workers(settings, options.workers)
+    stopped = run_workers(settings, options.workers)
     studies = Studies(storage, name, plan, protocol, options.prune)
+    if stopped and not studies.done():
+        raise MNISTLitError(
+            f"{', '.join(stopped)} stopped early (their messages are above); run the same command again to finish "
+            "the comparison."
+        )
     records = {
         c.name: {phase: list(studies.results(c.name, phase).values()) for phase in (TUNE, CONFIRM)} for c in cells
     }
     title = f"{options.base}: {kind}"
-    table = write_reports(folder, title, text, cells, records, options.target)
+    table, written = write_reports(folder, title, text, cells, records, options.target)
     print(
-        f"\n{title}\n\n{table}\nWritten: results.csv, trials.csv, results.md, val_acc.png, lr_sensitivity.png in "
-        f"{folder}\nCurves and the HParams tab: tensorboard --logdir {folder}"
+        f"\n{title}\n\n{table}\nWritten: {', '.join(written)} in {folder}\n"
+        f"Curves and the HParams tab: tensorboard --logdir {folder}"
     )
     return folder

@@ -1,8 +1,9 @@
 """The protocol as data: every run a comparison makes, the learning rates it tries, and the rule that chooses.
 
 For each cell, ``trials`` tuning runs at learning rates drawn log-uniformly from the cell's range by Optuna's
-seeded ``QMCSampler`` (scrambled Sobol points: quasi-random, so a few draws already cover the range evenly,
-where independent random draws leave gaps), the same every time and on any number of workers; then ``seeds``
+seeded ``QMCSampler``: the first draw from its independent ``RandomSampler``, the rest scrambled Sobol points
+(quasi-random, so a few draws already cover the range evenly, where independent random draws leave gaps), the
+same every time and on any number of workers; then ``seeds``
 confirmation runs at the chosen rate, which the best final validation accuracy of the tuning runs decides.
 With no tuning, the confirmation runs train at the configs' own rate.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -42,14 +43,25 @@ class PlannedRun:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What a finished run reported."""
+class Record:
+    """A finished run, as its trial stores it."""
 
     key: str
-    index: int
+    number: int  # the trial's
     status: str  # ok, diverged, failed or pruned
     lr: float
-    val_acc: float | None  # the last epoch's
+    seed: int
+    val_acc: list[float] = field(default_factory=list)  # after each validation
+    val_epochs: list[float] = field(default_factory=list)  # epochs trained at each validation
+    val_seconds: list[float] = field(default_factory=list)  # seconds since training started, at each validation
+    test_acc: float | None = None
+    seconds: float | None = None
+    error: str = ""
+
+    @property
+    def index(self) -> int:
+        """The run's place among its cell's tuning runs or seeds."""
+        return int(self.key.rsplit("/", 1)[1])
 
 
 def draw_learning_rates(cell: Cell, trials: int, seed: int) -> list[float]:
@@ -75,10 +87,10 @@ def plan_runs(cells: Sequence[Cell], trials: int, seeds: int, seed: int) -> list
     return runs
 
 
-def choose_lr(tuning: Sequence[Outcome]) -> float | None:
+def choose_lr(tuning: Iterable[Record]) -> float | None:
     """The lr of the tuning run with the best final validation accuracy (the earliest of equals); None when no
-    tuning run finished its budget. The test set plays no part: tuning runs never see it."""
-    finished = [outcome for outcome in tuning if outcome.status == "ok" and outcome.val_acc is not None]
+    tuning run finished its budget. Only validation decides: tuning runs never see the test set."""
+    finished = [run for run in tuning if run.status == "ok" and run.val_acc]
     if not finished:
         return None
-    return max(finished, key=lambda outcome: (outcome.val_acc, -outcome.index)).lr
+    return max(finished, key=lambda run: (run.val_acc[-1], -run.index)).lr

@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mnist_lit.compare.cells import Cell
-from mnist_lit.compare.plan import CONFIRM, TUNE
-from mnist_lit.compare.study import Record, chosen_lr
+from mnist_lit.compare.plan import CONFIRM, TUNE, Record, choose_lr
 
 NOT_REACHED = "not reached"
 
@@ -72,11 +71,12 @@ def statuses(records: Sequence[Record]) -> str:
 
 def summarize(cell: Cell, tuning: Sequence[Record], confirming: Sequence[Record], target: float) -> CellSummary:
     ok = [run for run in confirming if run.status == "ok"]
-    lr = chosen_lr(tuning) if tuning else cell.lr
+    lr = choose_lr(tuning) if tuning else cell.lr
     test = mean_and_std([run.test_acc for run in ok if run.test_acc is not None])
     val = mean_and_std([run.val_acc[-1] for run in ok if run.val_acc])
     epochs, seconds = to_target(ok, target)
-    per_run = statistics.mean(run.seconds for run in confirming if run.seconds) if confirming else None
+    seconds_per_run = [run.seconds for run in confirming if run.seconds]
+    per_run = statistics.mean(seconds_per_run) if seconds_per_run else None
     return CellSummary(
         cell.name,
         "yes" if tuning else "not tuned",
@@ -104,7 +104,9 @@ def plus_minus(mean: float | None, std: float | None) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
-def write_csvs(folder: Path, summaries: Sequence[CellSummary], records: dict[str, dict[str, list[Record]]]) -> None:
+def write_csvs(
+    folder: Path, summaries: Sequence[CellSummary], records: dict[str, dict[str, list[Record]]]
+) -> list[str]:
     with (folder / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(summaries[0])) if summaries else ["variant"])
         writer.writeheader()
@@ -130,6 +132,7 @@ def write_csvs(folder: Path, summaries: Sequence[CellSummary], records: dict[str
             for phase in (TUNE, CONFIRM):
                 for run in phases[phase]:
                     writer.writerow(trial_row(variant, phase, run))
+    return ["results.csv", "trials.csv"]
 
 
 def trial_row(variant: str, phase: str, run: Record) -> dict[str, object]:
@@ -240,14 +243,16 @@ def write_reports(
     cells: Sequence[Cell],
     records: dict[str, dict[str, list[Record]]],
     target: float,
-) -> str:
-    """Write the files; return the Markdown table."""
+) -> tuple[str, list[str]]:
+    """Write the files; return the Markdown table and the names of the files written."""
     summaries = [summarize(cell, records[cell.name][TUNE], records[cell.name][CONFIRM], target) for cell in cells]
     table = markdown(summaries, target)
-    write_csvs(folder, summaries, records)
+    written = write_csvs(folder, summaries, records)
     (folder / "results.md").write_text(f"# {title}\n\n{protocol}\n\n{table}")
     plot_curves(folder / "val_acc.png", {c.name: records[c.name][CONFIRM] for c in cells}, title)
+    written += ["results.md", "val_acc.png"]
     if any(records[cell.name][TUNE] for cell in cells):
         chosen = {summary.variant: summary.lr for summary in summaries}
         plot_sensitivity(folder / "lr_sensitivity.png", {c.name: records[c.name][TUNE] for c in cells}, chosen, title)
-    return table
+        written.append("lr_sensitivity.png")
+    return table, written

@@ -1,8 +1,9 @@
 """One run of a comparison: the ``mnist-lit fit`` a user could type, trained in this process, and what it reported.
 
-A run is the defaults, the base config, the cell's configs, then the budget, the seed and the learning rate.
-Its console output goes to ``run.log`` in its TensorBoard folder. Tuning runs need only their validation
-accuracy, so they leave out the diagnostics, the figures and the test, and keep no checkpoints.
+A run is the defaults, the base config, the cell's configs and the arguments after ``--``, then the comparison's
+budget, seed and learning rate. Its console output and warnings go to ``run.log`` in its TensorBoard folder.
+Tuning runs need only their validation accuracy, so they leave out the diagnostics, the figures and the test,
+and keep no checkpoints.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import lightning as L
 from jsonargparse import ArgumentError
 
 from mnist_lit.cli import MNISTLitCLI
+from mnist_lit.compare.cells import config_args
 from mnist_lit.compare.plan import TUNE, PlannedRun
-from mnist_lit.errors import MNISTDataError, RunInterrupted, TrainingDivergedError
+from mnist_lit.errors import MNISTDataError, RunInterrupted, StorageUnavailable, TrainingDivergedError
 
 TUNING_ARGS = ("--diagnostics", "[]", "--test_after_fit", "false")
 QUIET_ARGS = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
@@ -45,16 +47,24 @@ class ValidationRecorder(L.Callback):
     def __init__(self, result: RunResult, report: Callable[[float, int], bool] | None) -> None:
         self.result, self.report = result, report
         self.start = time.perf_counter()
+        self.batches_this_epoch = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches_this_epoch = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.batches_this_epoch += 1  # batches, not optimizer steps: L-BFGS and accumulation count the same
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val/acc" not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics["val/acc"])
         self.result.val_acc.append(value)
-        self.result.val_epochs.append(trainer.global_step / max(1, trainer.num_training_batches))
+        epochs = trainer.current_epoch + self.batches_this_epoch / max(1, trainer.num_training_batches)
+        self.result.val_epochs.append(epochs)
         self.result.val_seconds.append(time.perf_counter() - self.start)
         if self.report is not None and self.report(value, len(self.result.val_acc) - 1):
             self.result.status = "pruned"
@@ -70,40 +80,38 @@ def fit_args(
     budget: Sequence[str],
     extra: Sequence[str],
 ) -> list[str]:
-    """The command line of ``mnist-lit fit`` for ``run``."""
+    """The command line of ``mnist-lit fit`` for ``run``: the comparison's own arguments come last, so that the
+    budget, the seed and the learning rate are the protocol's whatever ``extra`` says."""
     cell, phase, name = run.folder.split("/")
     logger = "--trainer.logger.init_args"
     return [
         "fit",
-        *(item for config in (base, *configs) for item in ("--config", str(config))),
+        *config_args(base, configs, extra),
         *(f"{logger}.save_dir", str(folder), f"{logger}.name", f"{cell}/{phase}", f"{logger}.version", name),
         *budget,
         *("--seed_everything", str(run.seed), "--data.shuffle_seed", str(run.seed)),
         *("--model.optimizer.lr", repr(lr)),
         *QUIET_ARGS,
         *(TUNING_ARGS if run.phase == TUNE else ()),
-        *extra,
     ]
 
 
-def train(
-    args: Sequence[str],
-    run_dir: Path,
-    report: Callable[[float, int], bool] | None,
-    stop_errors: tuple[type[BaseException], ...],
-) -> RunResult:
-    """Train in this process; a failed or diverged run is a result, but a lost storage, missing data, a bad
-    command line or Ctrl+C stops the comparison (``stop_errors`` and the project's own)."""
+def train(args: Sequence[str], run_dir: Path, report: Callable[[float, int], bool] | None) -> RunResult:
+    """Train in this process. A failed or diverged run is a result; a lost storage (raised by ``report``), missing
+    data, a bad command line or Ctrl+C stops the comparison."""
     shutil.rmtree(run_dir, ignore_errors=True)  # what an interrupted attempt left
     run_dir.mkdir(parents=True)
     result = RunResult()
     recorder = ValidationRecorder(result, report)
     start = time.perf_counter()
-    with (run_dir / "run.log").open("w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # the args stand for sys.argv
+    with (
+        (run_dir / "run.log").open("w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         try:
-            cli = MNISTLitCLI(args=list(args), parser_kwargs=PARSER_KWARGS, trainer_defaults={"callbacks": [recorder]})
-        except (*stop_errors, MNISTDataError, ArgumentError, RunInterrupted, KeyboardInterrupt):
+            cli = lightning_cli(args, trainer_defaults={"callbacks": [recorder]})
+        except (StorageUnavailable, MNISTDataError, ArgumentError, RunInterrupted, KeyboardInterrupt):
             raise
         except TrainingDivergedError as error:
             result.status, result.error = "diverged", str(error)
@@ -124,5 +132,11 @@ def discard_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
-# A bad command line raises instead of exiting the process; the CLI adds its defaults file.
+def lightning_cli(args: Sequence[str], **kwargs: Any) -> MNISTLitCLI:
+    """The project's CLI on ``args``, in this process; a bad command line raises instead of exiting it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # the args stand for sys.argv
+        return MNISTLitCLI(args=list(args), parser_kwargs=PARSER_KWARGS, **kwargs)
+
+
 PARSER_KWARGS: dict[str, Any] = {"exit_on_error": False, "fit": {"exit_on_error": False}}

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,35 +24,51 @@ import psutil
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_lit.compare.plan import CONFIRM, TUNE, Outcome, PlannedRun, choose_lr
-from mnist_lit.errors import ConfigurationError, MNISTLitError
+from mnist_lit.compare.plan import CONFIRM, TUNE, PlannedRun, Record
+from mnist_lit.errors import ConfigurationError
 
 JOURNAL_FILE = "optuna.log"  # the embedded storage, in the comparison's folder
 HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S = 30, 120  # a database's trials: how a dead machine's runs are found
+SCHEMA_ATTEMPTS = 5  # workers that start together on a new database: see database_storage
 UNOWNED_GRACE_S = 120  # a running trial that never said which process took it
 RESULTS = ("ok", "diverged", "failed", "pruned")
 
 
-class StorageUnavailable(MNISTLitError):
-    """The study's storage stopped answering in the middle of a comparison."""
-
-
 def storage_errors() -> tuple[type[BaseException], ...]:
-    """What a storage raises when its database or file is gone."""
+    """What Optuna's database storage raises when the database is gone."""
     import sqlalchemy.exc  # Optuna's own dependency
 
-    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError)
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 
 
-def storage_cause(error: BaseException) -> BaseException | None:
+def is_storage_error(error: BaseException, journal: Path | None) -> bool:
+    """A database error, or a failure to read or write the journal file (``journal``, None for a database); a
+    full disk under a run's own folder is the run's failure, not the storage's."""
+    if isinstance(error, storage_errors()):
+        return True
+    filename = getattr(error, "filename", None) if isinstance(error, OSError) else None
+    return journal is not None and filename is not None and str(filename).startswith(str(journal))
+
+
+def storage_cause(error: BaseException, journal: Path | None) -> BaseException | None:
     """The deepest storage error in the exception's chain (Optuna's own handling may raise another on top), the
     database driver's own when there is one; None when the storage is not to blame."""
     found, seen = None, error
     while seen is not None:
-        if isinstance(seen, storage_errors()):
+        if is_storage_error(seen, journal):
             found = seen
         seen = seen.__cause__ or seen.__context__
     return getattr(found, "orig", None) or found
+
+
+def storage_location(url: str | None, folder: Path) -> str:
+    """Where the studies are, as messages show it: the database without its password, or the journal file."""
+    return shown(url) if url else str(folder / JOURNAL_FILE)
+
+
+def journal_path(url: str | None, folder: Path) -> Path | None:
+    """The embedded storage's file, or None when the studies are in a database."""
+    return None if url else folder / JOURNAL_FILE
 
 
 def shown(url: str) -> str:
@@ -69,7 +85,7 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
     """The embedded journal file in ``folder`` by default, else the database at ``url``; bad input fails here."""
     if url is None:
         folder.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(folder / JOURNAL_FILE))
+        backend = optuna.storages.journal.JournalFileBackend(str(journal_path(url, folder)))
         return optuna.storages.JournalStorage(backend)
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
@@ -83,15 +99,7 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
     except sqlalchemy.exc.ArgumentError as error:
         raise ConfigurationError(f"--storage {url}: not a database URL ({error}). {hint}") from error
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat: documented, stable
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"pool_pre_ping": True},  # a connection the server dropped is replaced, not used
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=HEARTBEAT_GRACE_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
-            )
+        return database_storage(url)
     except sqlalchemy.exc.NoSuchModuleError as error:
         scheme = url.split("://", 1)[0]
         raise ConfigurationError(f"--storage {shown(url)}: unknown database scheme {scheme!r}. {hint}") from error
@@ -101,56 +109,53 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
             "pip install 'mnist-lit[postgres]'."
         ) from error
     except storage_errors() as error:
-        reason = " ".join(str(storage_cause(error)).split())
+        reason = " ".join(str(storage_cause(error, None)).split())
         raise ConfigurationError(
             f"--storage {shown(url)}: cannot reach the database ({reason}). Check that the server is running and "
             "the URL's host, port, user, password and database are right."
         ) from error
 
 
-@dataclass(frozen=True)
-class Record:
-    """A finished run as its trial stores it."""
+def database_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage on the database at ``url``. Optuna creates its tables on first use, and workers that start
+    together on a new database race to create them: the losers are told the tables already exist, and their next
+    try finds them made."""
+    import sqlalchemy.exc
 
-    key: str
-    number: int
-    status: str
-    lr: float
-    seed: int
-    val_acc: list[float] = field(default_factory=list)  # at each validation
-    val_epochs: list[float] = field(default_factory=list)  # epochs trained at each validation
-    val_seconds: list[float] = field(default_factory=list)  # seconds since training started, at each validation
-    test_acc: float | None = None
-    seconds: float | None = None
-    error: str = ""
+    def storage() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat: documented
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},  # a connection the server dropped is replaced, not used
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=HEARTBEAT_GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+            )
 
-    @property
-    def index(self) -> int:
-        """The run's place among its cell's tuning runs or seeds."""
-        return int(self.key.rsplit("/", 1)[1])
-
-    @classmethod
-    def of(cls, trial: FrozenTrial) -> Record:
-        attrs = trial.user_attrs
-        return cls(
-            key=attrs["key"],
-            number=trial.number,
-            status=attrs["status"],
-            lr=float(attrs.get("lr", trial.params.get("lr", float("nan")))),
-            seed=int(attrs["seed"]),
-            val_acc=list(attrs.get("val_acc", [])),
-            val_epochs=list(attrs.get("val_epochs", [])),
-            val_seconds=list(attrs.get("val_seconds", [])),
-            test_acc=attrs.get("test_acc"),
-            seconds=attrs.get("seconds"),
-            error=attrs.get("error", ""),
-        )
+    for attempt in range(1, SCHEMA_ATTEMPTS):
+        try:
+            return storage()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 * attempt)
+    return storage()
 
 
-def chosen_lr(tuning: Iterable[Record]) -> float | None:
-    """The learning rate the cell's finished tuning runs choose (``plan.choose_lr``: on validation only)."""
-    outcomes = [Outcome(r.key, r.index, r.status, r.lr, r.val_acc[-1] if r.val_acc else None) for r in tuning]
-    return choose_lr(outcomes)
+def record_of(trial: FrozenTrial) -> Record:
+    attrs = trial.user_attrs
+    return Record(
+        key=attrs["key"],
+        number=trial.number,
+        status=attrs["status"],
+        lr=float(attrs.get("lr", trial.params.get("lr", float("nan")))),
+        seed=int(attrs["seed"]),
+        val_acc=list(attrs.get("val_acc", [])),
+        val_epochs=list(attrs.get("val_epochs", [])),
+        val_seconds=list(attrs.get("val_seconds", [])),
+        test_acc=attrs.get("test_acc"),
+        seconds=attrs.get("seconds"),
+        error=attrs.get("error", ""),
+    )
 
 
 def objective_value(status: str, val_acc: Sequence[float]) -> float | None:
@@ -254,7 +259,7 @@ class Studies:
         found: dict[str, Record] = {}
         for trial in sorted(self.trials(cell, phase), key=lambda trial: trial.number):
             if is_result(trial) and trial.user_attrs["key"] not in found:
-                found[trial.user_attrs["key"]] = Record.of(trial)
+                found[trial.user_attrs["key"]] = record_of(trial)
         return found
 
     def is_finished(self, cell: str, phase: str) -> bool:

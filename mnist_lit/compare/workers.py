@@ -7,12 +7,16 @@ database take from the same queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import pickle
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,20 +26,19 @@ import torch
 
 from mnist_lit.compare import spawned
 from mnist_lit.compare.cells import Cell
-from mnist_lit.compare.plan import CONFIRM, TUNE, PlannedRun
+from mnist_lit.compare.plan import CONFIRM, TUNE, PlannedRun, choose_lr
 from mnist_lit.compare.runner import discard_checkpoints, fit_args, train
 from mnist_lit.compare.study import (
-    StorageUnavailable,
     Studies,
-    chosen_lr,
+    journal_path,
     objective_value,
     open_storage,
     owner,
-    shown,
     storage_cause,
     storage_errors,
+    storage_location,
 )
-from mnist_lit.errors import MNISTLitError
+from mnist_lit.errors import MNISTLitError, StorageUnavailable
 
 POLL_S = 2.0  # how often a worker with nothing to take looks again
 
@@ -88,9 +91,7 @@ class Objective:
         )
         run_dir = settings.folder / run.folder
         pruning = self.phase == TUNE and settings.prune
-        result = train(
-            args, run_dir, (lambda value, step: report(trial, value, step)) if pruning else None, storage_errors()
-        )
+        result = train(args, run_dir, (lambda value, step: report(settings, trial, value, step)) if pruning else None)
         if self.phase == TUNE:
             discard_checkpoints(run_dir)
         attrs = {
@@ -107,7 +108,7 @@ class Objective:
             return trial.suggest_float("lr", *self.cell.lr_range, log=True)  # the planned draw, fixed in the queue
         if run.lr is not None:  # not tuned: the configs' own
             return trial.suggest_float("lr", run.lr, run.lr, log=True)
-        chosen = chosen_lr(self.studies.results(self.cell.name, TUNE).values())
+        chosen = choose_lr(self.studies.results(self.cell.name, TUNE).values())
         return None if chosen is None else trial.suggest_float("lr", chosen, chosen, log=True)
 
     def finish(self, trial: optuna.Trial, status: str, **attrs: Any) -> float:
@@ -122,10 +123,29 @@ class Objective:
         return objective_value(status, values)  # type: ignore[return-value]
 
 
-def report(trial: optuna.Trial, value: float, step: int) -> bool:
+def report(settings: Settings, trial: optuna.Trial, value: float, step: int) -> bool:
     """Optuna's median rule, at each validation of a tuning run: whether to stop it."""
-    trial.report(value, step)
-    return trial.should_prune()
+    try:
+        trial.report(value, step)
+        return trial.should_prune()
+    except Exception as error:
+        lost = lost_storage(settings, error)
+        if lost is None:
+            raise
+        raise lost from error
+
+
+def lost_storage(settings: Settings, error: BaseException) -> StorageUnavailable | None:
+    """The message for an error the storage caused; None when the storage is not to blame."""
+    cause = storage_cause(error, journal_path(settings.storage, settings.folder))
+    if cause is None:
+        return None
+    reason = " ".join(str(cause).split())
+    where = storage_location(settings.storage, settings.folder)
+    return StorageUnavailable(
+        f"Lost the comparison's storage ({where}: {reason}), so this worker stopped. Every finished run is kept "
+        "there; once it is back, run the same command again to finish the rest."
+    )
 
 
 def announce(
@@ -137,25 +157,63 @@ def announce(
     print(f"[{done}/{len(studies.plan)}] {cell} {phase} {index}: lr {lr:.3g}, {status}, {accuracy}", flush=True)
 
 
-def quiet_libraries() -> None:
-    """Each run's own output goes to its run.log; the console gets one line per run."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per run says how each ended
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    previous = threading.excepthook
+LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
-    def hook(args: threading.ExceptHookArgs) -> None:  # Optuna's heartbeat thread, when the database goes away
-        if isinstance(args.exc_value, storage_errors()):
-            return
-        previous(args)
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """One console line per run (each run's own output goes to its run.log). Given back afterwards, so a
+    comparison run from a notebook or a test leaves the process as it found it."""
+    hook_before = threading.excepthook
+    verbosity_before = optuna.logging.get_verbosity()
+    levels_before = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (ended_optuna_heartbeat(args) and isinstance(args.exc_value, storage_errors())):
+            hook_before(args)
 
     threading.excepthook = hook
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per run says how each ended
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        threading.excepthook = hook_before
+        optuna.logging.set_verbosity(verbosity_before)
+        for name, level in levels_before.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def thread_share(threads: int) -> Iterator[None]:
+    """This worker's share of the machine's threads, given back afterwards."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def ended_optuna_heartbeat(args: threading.ExceptHookArgs) -> bool:
+    """Whether the exception ended the thread in which Optuna beats a database trial's heartbeat. When the
+    database is gone that thread dies with a traceback; the worker says so in one paragraph at its next storage
+    call instead. The thread is Optuna's private detail, so tests/test_compare_storage.py checks this."""
+    heartbeat_module = os.path.join("optuna", "storages", "_heartbeat.py")
+    return any(
+        frame.name == "_record_heartbeat" and frame.filename.endswith(heartbeat_module)
+        for frame in traceback.extract_tb(args.exc_traceback)
+    )
 
 
 def work(settings: Settings) -> None:
     """Take and train runs until every planned run has finished (here or anywhere else)."""
-    torch.set_num_threads(settings.threads)
-    quiet_libraries()
+    with quiet_libraries(), thread_share(settings.threads):
+        take_runs(settings)
+
+
+def take_runs(settings: Settings) -> None:
     try:
         studies = Studies(
             open_storage(settings.storage, settings.folder),
@@ -178,21 +236,18 @@ def work(settings: Settings) -> None:
             study.optimize(
                 Objective(settings, studies, settings.cells[cell], phase), n_trials=1, catch=(RunFailed, NotPlanned)
             )
+    except StorageUnavailable:
+        raise
     except Exception as error:
-        cause = storage_cause(error)
-        if cause is None:
+        lost = lost_storage(settings, error)
+        if lost is None:
             raise
-        reason = " ".join(str(cause).split())
-        where = shown(settings.storage) if settings.storage else str(settings.folder / "optuna.log")
-        raise StorageUnavailable(
-            f"Lost the comparison's storage ({where}: {reason}), so this worker stopped. Every finished run is kept "
-            "there; once it is back, run the same command again to finish the rest."
-        ) from error
+        raise lost from error
 
 
-def run_workers(settings: Settings, workers: int) -> None:
-    """This process is the first worker; ``workers - 1`` spawned processes are the others. Each has its share of
-    the threads."""
+def run_workers(settings: Settings, workers: int) -> list[str]:
+    """This process is the first worker; ``workers - 1`` spawned processes are the others, each with its share of
+    the threads. Returns the names of those that stopped early (their messages are already printed)."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
     others = [
         context.Process(target=spawned.start, args=(pickle.dumps(settings),), name=f"worker {n}")
@@ -205,12 +260,7 @@ def run_workers(settings: Settings, workers: int) -> None:
     finally:
         for process in others:
             process.join()
-    failed = [process.name for process in others if process.exitcode != 0]
-    if failed:
-        raise MNISTLitError(
-            f"{', '.join(failed)} stopped early (their messages are above); run the same command again to finish "
-            "the comparison."
-        )
+    return [process.name for process in others if process.exitcode != 0]
 
 
 def work_and_exit(settings: Settings) -> None:

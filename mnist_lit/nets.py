@@ -66,11 +66,12 @@ class RowSparseMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None]:
         features, table = ctx.saved_tensors
-        grad_features = grad_output @ table.T if ctx.needs_input_grad[0] else None
+        dtype = grad_output.dtype  # bf16 under autocast (the forward's product was), float32 otherwise
+        grad_features = (grad_output @ table.T.to(dtype)).to(features.dtype) if ctx.needs_input_grad[0] else None
         grad_table = None
         if ctx.needs_input_grad[1]:
             rows = features.ne(0).any(dim=0).nonzero().squeeze(1)  # sized by the data: one host sync on a GPU
-            values = features[:, rows].T @ grad_output
+            values = (features[:, rows].T.to(dtype) @ grad_output).to(table.dtype)
             grad_table = torch.sparse_coo_tensor(rows.unsqueeze(0), values, table.shape, is_coalesced=True)
         return grad_features, grad_table
 

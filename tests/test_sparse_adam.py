@@ -73,6 +73,21 @@ def test_sparse_gradient_touches_only_the_batch_digit_pixels_and_the_bias(normal
     assert len(touched) < 784
 
 
+def test_the_sparse_gradient_under_bf16_autocast_matches_the_dense_layers() -> None:
+    """``--trainer.precision bf16-mixed``: the forward's product is bf16, its gradient comes back in float32."""
+    inputs, labels = digit_batch(normalize=False)
+    dense = nn.Linear(784, 10)
+    sparse = SparseLinear(dense)
+    for layer in (dense, sparse):
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # Lightning autocasts the step, not the backward
+            loss = F.cross_entropy(layer(inputs.flatten(1)), labels)
+        loss.backward()
+    gradient = sparse.table.grad
+    assert gradient.is_sparse and gradient.dtype == torch.float32
+    expected = torch.cat([dense.weight.grad.T, dense.bias.grad.unsqueeze(0)])
+    torch.testing.assert_close(gradient.to_dense(), expected, rtol=0.02, atol=2e-3)
+
+
 @pytest.mark.parametrize("optimizer_cls", TEN_OPTIMIZERS, ids=lambda cls: cls.__name__)
 def test_the_list_of_sparse_gradient_optimizers_matches_torch(optimizer_cls: type[torch.optim.Optimizer]) -> None:
     inputs, labels = digit_batch(normalize=False)

@@ -166,7 +166,8 @@ class MNISTLitCLI(LightningCLI):
             print(f"test/acc: {results[0]['test/acc']:.4f} ({source})")
 
     def _forget_a_run_that_never_started(self) -> None:
-        """A run that failed before its first training step leaves no folder behind (and so takes no number)."""
+        """A run that failed before its first training step leaves no folder behind (and so takes no number);
+        ``validate`` and ``test`` never take a training step, so when one of them fails its folder goes too."""
         trainer = getattr(self, "trainer", None)
         if self._run_folder is not None and (trainer is None or trainer.global_step == 0):
             self._run_folder.remove()
@@ -207,7 +208,7 @@ def main(args: Any = None) -> None:
     try:
         MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
-        invoked = invoked_subcommand(args if isinstance(args, list | tuple) else None)
+        invoked = invoked_subcommand(args)
         subcommand = f"{invoked} " if invoked in SUBCOMMANDS else ""
         _fail(f"{error}\nRun `mnist-lit {subcommand}--help` to see the options.", 2)
     except MisconfigurationException as error:

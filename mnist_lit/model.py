@@ -107,7 +107,7 @@ class MNISTClassifier(L.LightningModule):
             self.compile_options = compile if isinstance(compile, dict) else {}
             # In place: the parameters keep their names, so checkpoints load with or without compiling.
             self.net.compile(**self.compile_options)
-        # Whether the forward pass is compiled, for callbacks that hook into it (see callbacks.activations).
+        # Whether the forward pass is compiled, for callbacks that hook into it (see callbacks/capture.py).
         self.compiled = self.compile_options is not None
         # One metric object per stage: their states must never mix (validation runs inside a train epoch).
         self.train_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro")
@@ -200,7 +200,7 @@ class MNISTClassifier(L.LightningModule):
             scheduler = self.make_lr_scheduler(optimizer)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = getattr(scheduler, "monitor", None) or "val/loss"
+            config["monitor"] = "val/loss"  # the plateau it waits for
         return {"optimizer": optimizer, "lr_scheduler": config}
 
 

@@ -66,10 +66,6 @@ def claim_run_folder(runs_dir: Path) -> RunFolder:
             version += 1
 
 
-def claim_next_version(runs_dir: Path) -> int:
-    return claim_run_folder(runs_dir).version
-
-
 def find_last_checkpoint(runs_dir: Path) -> tuple[Path, int] | None:
     """The most recently written ``version_N/checkpoints/last*.ckpt`` and its N, or None."""
     candidates = [
@@ -99,19 +95,22 @@ def logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
     return Path(init_args.save_dir) / (init_args.get("name") or ""), version
 
 
-def claim_run_version(runs_dir: Path) -> tuple[int, RunFolder | None]:
-    """A fresh ``version_N`` for this run, with the folder it created; processes launched for the other ranks reuse
-    rank 0's and create nothing."""
-    if is_launched_rank() and CLAIMED_VERSION_ENV in os.environ:
-        return int(os.environ[CLAIMED_VERSION_ENV]), None
+def claim_run_version(runs_dir: Path) -> tuple[int | None, RunFolder | None]:
+    """A fresh ``version_N`` for this run, with the folder it created. The processes launched for the other ranks
+    create nothing: they take rank 0's number when it started them, else leave the version to Lightning, whose
+    loggers write on rank 0 only and whose checkpoints go to rank 0's folder."""
+    if is_launched_rank():
+        claimed = os.environ.get(CLAIMED_VERSION_ENV)
+        return (int(claimed) if claimed else None), None
     folder = claim_run_folder(runs_dir)
     os.environ[CLAIMED_VERSION_ENV] = str(folder.version)
     return folder.version, folder
 
 
 class SaveConfigAsGiven(SaveConfigCallback):
-    """Saves the run's ``config.yaml`` with the values the command was given where ``mnist-lit`` resolved them
-    (the claimed ``version``, the checkpoint ``last`` stood for), so running the file again starts a new run.
+    """Saves the run's ``config.yaml`` with the values the command was given where ``mnist-lit`` resolved them:
+    no ``version`` (the claimed one is left out, so running the file again starts a new run) and, for a resumed
+    run, ``ckpt_path: last`` rather than the checkpoint it stood for.
 
     Args:
         as_given: dotted keys of the subcommand's config and the values to save for them.

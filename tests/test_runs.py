@@ -9,7 +9,7 @@ import pytest
 
 from mnist_lit.cli import main
 from mnist_lit.resilience import AtomicCheckpointIO
-from mnist_lit.runs import claim_next_version
+from mnist_lit.runs import CLAIMED_VERSION_ENV, claim_run_folder, claim_run_version
 from tests.conftest import SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 from tests.test_resilience import fit_args
 
@@ -20,13 +20,23 @@ def test_concurrent_runs_claim_different_folders(tmp_path: Path) -> None:
     (tmp_path / "mnist" / "version_3").mkdir(parents=True)
     claimed: list[int] = []
     threads = [
-        threading.Thread(target=lambda: claimed.append(claim_next_version(tmp_path / "mnist"))) for _ in range(8)
+        threading.Thread(target=lambda: claimed.append(claim_run_folder(tmp_path / "mnist").version)) for _ in range(8)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert sorted(claimed) == list(range(4, 12))
+
+
+def test_a_launched_rank_creates_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The processes a multi-process run starts for ranks 1 and up take rank 0's number, or none."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv(CLAIMED_VERSION_ENV, raising=False)
+    assert claim_run_version(tmp_path / "mnist") == (None, None)  # started by another launcher
+    monkeypatch.setenv(CLAIMED_VERSION_ENV, "4")
+    assert claim_run_version(tmp_path / "mnist") == (4, None)  # started by rank 0
+    assert not (tmp_path / "mnist").exists()
 
 
 def test_two_runs_in_one_folder_never_share_logs_or_checkpoints(

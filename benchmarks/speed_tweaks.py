@@ -11,6 +11,7 @@ The rule (docs/speed_and_scale.md): a departure from the plain use of a library 
 - ``command``: ``mnist-lit fit --config configs/mlp.yaml --print_config``, start to exit.
 
     python benchmarks/speed_tweaks.py --pairs 5
+    python benchmarks/speed_tweaks.py --only max_queue --pairs 20
 """
 
 from __future__ import annotations
@@ -189,29 +190,36 @@ def command_gain(name: str, pairs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--only", nargs="+", metavar="TWEAK", help="measure only these (default: all)")
     args = parser.parse_args()
+    switches = {"nvml": switch_nvml, "null_profiler": switch_profiler,
+                "epoch_predictions": switch_epoch_predictions, "train_loss": switch_train_loss}  # fmt: skip
+    wanted = set(args.only or [*switches, "max_queue", "histograms", "progress_bar", *COMMANDS])
     rows = []
     with tempfile.TemporaryDirectory(prefix="mnist-lit-tweaks-") as tmp:
         workdir = Path(tmp)
         with quiet():
             cli_fit([*MLP, "--trainer.max_steps", "5"], workdir)  # warm-up: data, lazy imports
-        switches = {"nvml": switch_nvml, "null_profiler": switch_profiler,
-                    "epoch_predictions": switch_epoch_predictions, "train_loss": switch_train_loss}  # fmt: skip
         for name, switch in switches.items():
-            per_step, of_epoch = switched(switch, args.pairs, workdir)
-            rows.append((name, "switched", f"{100 * per_step:+.1f}% of a step, {100 * of_epoch:+.1f}% of an epoch"))
-            print(rows[-1], flush=True)
-        queue = epochs(["--trainer.logger.init_args.max_queue=10"], contextlib.nullcontext, args.pairs, workdir)
-        rows.append(("max_queue", "epochs", f"{100 * queue:+.1f}% of an epoch"))
-        histograms = epochs([], plain_histograms, args.pairs, workdir)
-        rows.append(("histograms", "epochs", f"{100 * histograms:+.1f}% of an epoch"))
-        shares = [(progress_bar_share(False, workdir), progress_bar_share(True, workdir)) for _ in range(args.pairs)]
-        every_20 = statistics.median(s for s, _ in shares)
-        every_step = statistics.median(s for _, s in shares)
-        rows.append(("progress_bar", "profiled", f"{100 * (every_step - every_20):+.1f}% of an epoch "
-                     f"({100 * every_20:.1f}% inside the bar's hooks, against {100 * every_step:.1f}%)"))  # fmt: skip
+            if name in wanted:
+                per_step, of_epoch = switched(switch, args.pairs, workdir)
+                rows.append((name, "switched", f"{100 * per_step:+.1f}% of a step, {100 * of_epoch:+.1f}% of an epoch"))
+                print(rows[-1], flush=True)
+        if "max_queue" in wanted:
+            queue = epochs(["--trainer.logger.init_args.max_queue=10"], contextlib.nullcontext, args.pairs, workdir)
+            rows.append(("max_queue", "epochs", f"{100 * queue:+.1f}% of an epoch"))
+        if "histograms" in wanted:
+            histograms = epochs([], plain_histograms, args.pairs, workdir)
+            rows.append(("histograms", "epochs", f"{100 * histograms:+.1f}% of an epoch"))
+        if "progress_bar" in wanted:
+            shares = [(progress_bar_share(False, w), progress_bar_share(True, w)) for w in [workdir] * args.pairs]
+            every_20, every_step = (statistics.median(pair[side] for pair in shares) for side in (0, 1))
+            gain = f"{100 * (every_step - every_20):+.1f}% of an epoch"
+            inside = f"{100 * every_20:.1f}% inside the bar's hooks, against {100 * every_step:.1f}%"
+            rows.append(("progress_bar", "profiled", f"{gain} ({inside})"))
     for name in COMMANDS:
-        rows.append((name, "command", f"{command_gain(name, args.pairs):+.2f} s"))
+        if name in wanted:
+            rows.append((name, "command", f"{command_gain(name, args.pairs):+.2f} s"))
     print(f"\neach tweak against the plain way, {args.pairs} pairs, default threads")
     print_table(("tweak", "measured by", "the tweak buys (median of pairs)"), rows)
 

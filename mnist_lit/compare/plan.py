@@ -2,10 +2,9 @@
 
 For each cell, ``trials`` tuning runs at learning rates drawn log-uniformly from the cell's range by Optuna's
 seeded ``QMCSampler``: the first draw from its independent ``RandomSampler``, the rest scrambled Sobol points
-(quasi-random, so a few draws already cover the range evenly, where independent random draws leave gaps), the
-same every time and on any number of workers; then ``seeds``
-confirmation runs at the chosen rate, which the best final validation accuracy of the tuning runs decides.
-With no tuning, the confirmation runs train at the configs' own rate.
+(quasi-random, so a few draws already cover the range evenly where independent draws leave gaps). The draws are
+the same every time and on any number of workers. Then ``seeds`` confirmation runs at the chosen rate, which the
+best final validation accuracy of the tuning runs decides. With no tuning, they train at the configs' own rate.
 """
 
 from __future__ import annotations

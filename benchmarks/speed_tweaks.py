@@ -11,7 +11,7 @@ The rule (docs/speed_and_scale.md): a departure from the plain use of a library 
 - ``command``: ``mnist-lit fit --config configs/mlp.yaml --print_config``, start to exit.
 
     python benchmarks/speed_tweaks.py --pairs 5
-    python benchmarks/speed_tweaks.py --only max_queue --pairs 20
+    python benchmarks/speed_tweaks.py --only histograms --pairs 20
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     switches = {"nvml": switch_nvml, "null_profiler": switch_profiler,
                 "epoch_predictions": switch_epoch_predictions, "train_loss": switch_train_loss}  # fmt: skip
-    wanted = set(args.only or [*switches, "max_queue", "histograms", "progress_bar", *COMMANDS])
+    wanted = set(args.only or [*switches, "histograms", "progress_bar", *COMMANDS])
     rows = []
     with tempfile.TemporaryDirectory(prefix="mnist-lit-tweaks-") as tmp:
         workdir = Path(tmp)
@@ -205,9 +205,6 @@ def main() -> None:
                 per_step, of_epoch = switched(switch, args.pairs, workdir)
                 rows.append((name, "switched", f"{100 * per_step:+.1f}% of a step, {100 * of_epoch:+.1f}% of an epoch"))
                 print(rows[-1], flush=True)
-        if "max_queue" in wanted:
-            queue = epochs(["--trainer.logger.init_args.max_queue=10"], contextlib.nullcontext, args.pairs, workdir)
-            rows.append(("max_queue", "epochs", f"{100 * queue:+.1f}% of an epoch"))
         if "histograms" in wanted:
             histograms = epochs([], plain_histograms, args.pairs, workdir)
             rows.append(("histograms", "epochs", f"{100 * histograms:+.1f}% of an epoch"))

@@ -142,6 +142,7 @@ def database_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def record_of(trial: FrozenTrial) -> Record:
+    """The finished run a trial stores, read back from its user attributes."""
     attrs = trial.user_attrs
     return Record(
         key=attrs["key"],

@@ -208,41 +208,38 @@ def ended_optuna_heartbeat(args: threading.ExceptHookArgs) -> bool:
 
 
 def work(settings: Settings) -> None:
-    """Take and train runs until every planned run has finished (here or anywhere else)."""
-    with quiet_libraries(), thread_share(settings.threads):
-        take_runs(settings)
-
-
-def take_runs(settings: Settings) -> None:
-    try:
-        studies = Studies(
-            open_storage(settings.storage, settings.folder),
-            settings.name,
-            settings.plan,
-            settings.protocol,
-            settings.prune,
-        )
-        while True:
-            studies.recover_gone()
-            job = studies.next_job()
-            if job is None:
-                if studies.done():
-                    return
-                studies.ensure_planned()
-                time.sleep(POLL_S)  # the others' last runs are still training
-                continue
-            cell, phase = job
-            study = studies.study(cell, phase)
-            study.optimize(
-                Objective(settings, studies, settings.cells[cell], phase), n_trials=1, catch=(RunFailed, NotPlanned)
+    """Take and train runs, on this process's share of the threads, until every planned run has finished (here or
+    anywhere else)."""
+    with thread_share(settings.threads):
+        try:
+            studies = Studies(
+                open_storage(settings.storage, settings.folder),
+                settings.name,
+                settings.plan,
+                settings.protocol,
+                settings.prune,
             )
-    except StorageUnavailable:
-        raise
-    except Exception as error:
-        lost = lost_storage(settings, error)
-        if lost is None:
+            while True:
+                studies.recover_gone()
+                job = studies.next_job()
+                if job is None:
+                    if studies.done():
+                        return
+                    studies.ensure_planned()
+                    time.sleep(POLL_S)  # the others' last runs are still training
+                    continue
+                cell, phase = job
+                study = studies.study(cell, phase)
+                study.optimize(
+                    Objective(settings, studies, settings.cells[cell], phase), n_trials=1, catch=(RunFailed, NotPlanned)
+                )
+        except StorageUnavailable:
             raise
-        raise lost from error
+        except Exception as error:
+            lost = lost_storage(settings, error)
+            if lost is None:
+                raise
+            raise lost from error
 
 
 def run_workers(settings: Settings, workers: int) -> list[str]:
@@ -266,7 +263,8 @@ def run_workers(settings: Settings, workers: int) -> list[str]:
 def work_and_exit(settings: Settings) -> None:
     """A spawned worker: its message on failure, one line, and a non-zero exit."""
     try:
-        work(settings)
+        with quiet_libraries():  # the command quiets the first process; a spawned one does it here
+            work(settings)
     except MNISTLitError as error:
         print(f"mnist-lit compare: error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)

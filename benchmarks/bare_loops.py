@@ -27,8 +27,8 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: this checkout first
 
 from benchmarks.harness import EPOCH_SECONDS_PREFIX, data_dir, epoch_durations
-from mnist_lit.data import MNISTDataModule, split_indices, to_unit_pixels
-from mnist_lit.nets import build_mlp
+from mnist_lit.data.datamodule import MNISTDataModule, split_indices, to_unit_pixels
+from mnist_lit.model.nets import build_mlp
 
 BATCH_SIZE, VAL_SIZE, SEED = 100, 5_000, 42
 

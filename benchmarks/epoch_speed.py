@@ -38,7 +38,7 @@ from benchmarks.harness import (
     run_process,
     spread,
 )
-from mnist_lit.constants import MNIST_FILES
+from mnist_lit.data.constants import MNIST_FILES
 
 CONTENDERS = ("mnist-lit", "lightning-floor", "bare", "dataloader", "mnist-lit-compiled")
 DEFAULT_CONTENDERS = ("mnist-lit", "lightning-floor", "bare", "dataloader")

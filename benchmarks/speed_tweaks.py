@@ -33,10 +33,9 @@ from lightning.pytorch.profilers import PassThroughProfiler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: this checkout first
 
 import mnist_lit.callbacks.diagnostics as diagnostics_module
-import mnist_lit.model as model_module
+import mnist_lit.model.classifier as model_module
 from benchmarks.harness import REPO_ROOT, cli_fit, env_for, epoch_durations, print_table, quiet, run_process
-from mnist_lit.cuda_check import NVML_CHECK
-from mnist_lit.profiler import NullProfiler
+from mnist_lit.training.speedups import NVML_CHECK, NullProfiler
 
 MLP = ["--config", str(REPO_ROOT / "configs" / "mlp.yaml")]
 BLOCK = 20

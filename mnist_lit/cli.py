@@ -12,12 +12,19 @@ from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data.datamodule import MNISTDataModule
 from mnist_lit.errors import ConfigurationError, MNISTLitError, PredictionInputError, RunInterrupted
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.optimizer_defaults import optimizers_start_from_their_own_defaults
-from mnist_lit.predict import JsonLinesPredictionWriter
-from mnist_lit.runs import RunFolder, SaveConfigAsGiven, claim_run_version, find_last_checkpoint, logger_runs_dir
+from mnist_lit.inference.predictions import JsonLinesPredictionWriter
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.model.optimizer_defaults import optimizers_start_from_their_own_defaults
+from mnist_lit.training.runs import (
+    RunFolder,
+    SaveConfigAsGiven,
+    claim_run_version,
+    find_last_checkpoint,
+    logger_runs_dir,
+)
+from mnist_lit.training.speedups import CheapCudaCheck
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # A redraw of the progress bar costs about as much as a training step of a small MLP.
@@ -85,7 +92,9 @@ class MNISTLitCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then settle which checkpoint ``last`` means (before LightningCLI reads its hyperparameters)."""
         with optimizers_start_from_their_own_defaults():
-            super().parse_arguments(parser, args)
+            # LightningCLI's own parse, less its warning about ``args`` beside ``sys.argv``: the command passes no
+            # ``args``, and the comparison's in-process runs pass theirs on purpose.
+            self.config = parser.parse_object(args) if isinstance(args, dict | Namespace) else parser.parse_args(args)
         subcommand = self.config.get("subcommand")
         if subcommand is not None:
             self._resolve_checkpoint(subcommand, self.config[subcommand])
@@ -145,6 +154,8 @@ class MNISTLitCLI(LightningCLI):
             callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE))
         if self.subcommand == "predict":
             callbacks.append(JsonLinesPredictionWriter())
+        else:
+            callbacks.append(CheapCudaCheck())
         return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
 
     def after_predict(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI
-from mnist_lit.constants import DATA_DIR_ENV
+from mnist_lit.data.constants import DATA_DIR_ENV
 from tests.postgres import PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 
 from mnist_lit.callbacks import activation_layers
-from mnist_lit.data import to_unit_pixels
+from mnist_lit.data.datamodule import to_unit_pixels
 
 
 def image_fingerprints(images: torch.Tensor) -> list[str]:

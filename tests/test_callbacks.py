@@ -29,9 +29,9 @@ from mnist_lit.callbacks import (
     dead_unit_fraction,
     linear_layers,
 )
-from mnist_lit.data import MNISTDataModule
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.nets import build_mlp
+from mnist_lit.data.datamodule import MNISTDataModule
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.model.nets import build_mlp
 from tests.conftest import fit_briefly
 
 LOG_EVERY = 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lit.cuda_check import NVML_CHECK
+from mnist_lit.training.speedups import NVML_CHECK
 from tests.conftest import fit_briefly
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lit.constants import MNIST_FILES
-from mnist_lit.data import MNISTDataModule, split_indices, to_unit_pixels
+from mnist_lit.data.constants import MNIST_FILES
+from mnist_lit.data.datamodule import MNISTDataModule, split_indices, to_unit_pixels
+from mnist_lit.data.idx import load_idx_file
 from mnist_lit.errors import MNISTDataError
-from mnist_lit.idx import load_idx_file
-from mnist_lit.nets import Standardize
+from mnist_lit.model.nets import Standardize
 from tests.conftest import make_synthetic_mnist, write_idx
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI
-from mnist_lit.constants import MNIST_FILES
-from mnist_lit.data import to_unit_pixels
-from mnist_lit.export import INPUT_NAME, export_checkpoint, main
-from mnist_lit.idx import load_idx_file
-from mnist_lit.model import MNISTClassifier
+from mnist_lit.data.constants import MNIST_FILES
+from mnist_lit.data.datamodule import to_unit_pixels
+from mnist_lit.data.idx import load_idx_file
+from mnist_lit.inference.export import INPUT_NAME, export_checkpoint, main
+from mnist_lit.model.classifier import MNISTClassifier
 from tests.conftest import SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 
 

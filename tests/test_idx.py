@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mnist_lit.data.idx import parse_idx
 from mnist_lit.errors import MNISTDataError
-from mnist_lit.idx import parse_idx
 from tests.conftest import idx_bytes
 
 

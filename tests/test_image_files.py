@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mnist_lit.constants import MNIST_FILES
-from mnist_lit.idx import load_idx_file
-from mnist_lit.image_files import load_digit_images, read_grayscale, to_mnist_digit
+from mnist_lit.data.constants import MNIST_FILES
+from mnist_lit.data.idx import load_idx_file
+from mnist_lit.data.image_files import load_digit_images, read_grayscale, to_mnist_digit
 
 NUM_DIGITS = 30
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnist_lit.loader import EpochBatchSampler
+from mnist_lit.data.loader import EpochBatchSampler
 
 
 def test_training_batches_reshuffle_each_epoch_reproducibly() -> None:

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lit.data import MNISTDataModule, to_unit_pixels
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.nets import ACTIVATIONS, INITS
+from mnist_lit.data.datamodule import MNISTDataModule, to_unit_pixels
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.model.nets import ACTIVATIONS, INITS
 from tests.conftest import fit_briefly
 from tests.probes import TrainingAccuracyProbe
 

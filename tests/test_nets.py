@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_lit.nets import ACTIVATIONS, INITS, build_mlp
+from mnist_lit.model.nets import ACTIVATIONS, INITS, build_mlp
 
 
 def linear_layers(net: nn.Module) -> list[nn.Linear]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mnist_lit.cli import MNISTLitCLI
-from mnist_lit.optimizer_defaults import (
+from mnist_lit.model.optimizer_defaults import (
     HOOK_MODULE,
     HOOK_NAME,
     jsonargparse_hook,
@@ -19,7 +19,7 @@ BASE_CONFIG = CONFIG_DIR / "mlp.yaml"
 
 
 def test_jsonargparse_still_has_the_function_the_workaround_wraps() -> None:
-    """If this fails, jsonargparse moved or changed it: update mnist_lit/optimizer_defaults.py."""
+    """If this fails, jsonargparse moved or changed it: update mnist_lit/model/optimizer_defaults.py."""
     assert jsonargparse_hook() is not None, f"{HOOK_MODULE}.{HOOK_NAME} is gone or takes other arguments"
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.optimizers import check_precision_supports, compile_optimizer_update, needs_total_steps
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.model.optimizers import check_precision_supports, compile_optimizer_update, needs_total_steps
 
 
 def test_compiled_optimizer_update_runs_the_closure_and_matches_eager_adam() -> None:

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from mnist_lit.cli import MNISTLitCLI, main
-from mnist_lit.data import MNISTDataModule
+from mnist_lit.data.datamodule import MNISTDataModule
 from mnist_lit.errors import RunInterrupted, TrainingDivergedError
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.resilience import AtomicCheckpointIO, CheckpointOnInterrupt, DivergenceGuard
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.training.resilience import AtomicCheckpointIO, CheckpointOnInterrupt, DivergenceGuard
 from tests.conftest import SYNTHETIC_DATA_ARGS, env_with_repo_on_path, make_synthetic_mnist
 
 STEPS_PER_EPOCH = 5  # 500 synthetic training images in batches of 100
@@ -197,7 +197,7 @@ def test_a_write_cut_short_leaves_the_previous_checkpoint_whole(
         stream.write(b"PK\x03\x04 half a checkpoint")
         raise KeyboardInterrupt  # stands for the process dying mid-write
 
-    monkeypatch.setattr("mnist_lit.resilience.torch.save", killed_while_writing)
+    monkeypatch.setattr("mnist_lit.training.resilience.torch.save", killed_while_writing)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
     assert io.load_checkpoint(path)["global_step"] == 1

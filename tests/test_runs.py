@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mnist_lit.cli import main
-from mnist_lit.resilience import AtomicCheckpointIO
-from mnist_lit.runs import CLAIMED_VERSION_ENV, claim_run_folder, claim_run_version
+from mnist_lit.training.resilience import AtomicCheckpointIO
+from mnist_lit.training.runs import CLAIMED_VERSION_ENV, claim_run_folder, claim_run_version
 from tests.conftest import SYNTHETIC_DATA_ARGS, make_synthetic_mnist
 from tests.test_resilience import fit_args
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_lit.data import to_unit_pixels
-from mnist_lit.model import MNISTClassifier
-from mnist_lit.nets import SparseLinear, Standardize, black_pixel_value, build_mlp
-from mnist_lit.optimizers import SPARSE_GRADIENT_OPTIMIZERS, SparseDenseOptimizer, build_optimizer
+from mnist_lit.data.datamodule import to_unit_pixels
+from mnist_lit.model.classifier import MNISTClassifier
+from mnist_lit.model.nets import SparseLinear, Standardize, black_pixel_value, build_mlp
+from mnist_lit.model.optimizers import SPARSE_GRADIENT_OPTIMIZERS, SparseDenseOptimizer, build_optimizer
 from tests.conftest import CONFIG_DIR, SYNTHETIC_DATA_ARGS, synthetic_digits
 
 TEN_OPTIMIZERS = [

@@ -9,11 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from mnist_lit.callbacks.capture import ActivationCapture
-from mnist_lit.callbacks.histograms import add_histogram
 from mnist_lit.callbacks.layers import dead_unit_fraction, linear_layers
-from mnist_lit.callbacks.writers import tensorboard_writers
+from mnist_lit.callbacks.writing import add_histogram, tensorboard_writers
 from mnist_lit.errors import ConfigurationError
-from mnist_lit.logging_steps import is_logging_step
+from mnist_lit.model.classifier import is_logging_step
 
 
 def _check_every_n_steps(every_n_steps: int | None, owner: str) -> None:

@@ -13,7 +13,7 @@ from torch.utils.hooks import RemovableHandle
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from mnist_lit.callbacks.writers import tensorboard_writers
+from mnist_lit.callbacks.writing import tensorboard_writers
 from mnist_lit.errors import ConfigurationError
 
 # Layout of the digit grids: rows of caption above each 28×28 digit, pixels between cells, zoom of the figure.

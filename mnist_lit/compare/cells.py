@@ -104,7 +104,7 @@ def describe(
     cli_parser: Any, base: Path, name: str, configs: tuple[Path, ...], extra: Sequence[str], ranges: dict
 ) -> Cell:
     """The cell's optimizer and lr as its runs' configs resolve them, its range, and a note on its cost."""
-    from mnist_lit.optimizer_defaults import optimizers_start_from_their_own_defaults
+    from mnist_lit.model.optimizer_defaults import optimizers_start_from_their_own_defaults
 
     args = config_args(base, configs, extra)
     try:

@@ -12,7 +12,6 @@ import contextlib
 import shutil
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,9 +133,7 @@ def discard_checkpoints(run_dir: Path) -> None:
 
 def lightning_cli(args: Sequence[str], **kwargs: Any) -> MNISTLitCLI:
     """The project's CLI on ``args``, in this process; a bad command line raises instead of exiting it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # the args stand for sys.argv
-        return MNISTLitCLI(args=list(args), parser_kwargs=PARSER_KWARGS, **kwargs)
+    return MNISTLitCLI(args=list(args), parser_kwargs=PARSER_KWARGS, **kwargs)
 
 
 PARSER_KWARGS: dict[str, Any] = {"exit_on_error": False, "fit": {"exit_on_error": False}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from mnist_lit.imports import import_frozen
+from mnist_lit.launch import import_frozen
 
 
 def start(settings: bytes) -> None:

@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from mnist_lit.errors import ConfigurationError, RunInterrupted, TrainingDivergedError
-from mnist_lit.logging_steps import is_logging_step
+from mnist_lit.model.classifier import is_logging_step
 
 
 def _current_lr(trainer: L.Trainer) -> float | Tensor | None:

@@ -15,12 +15,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from mnist_lit.constants import DATA_DIR_ENV, MNIST_FILES, NUM_TRAIN_IMAGES
-from mnist_lit.download import download_mnist
+from mnist_lit.data.constants import DATA_DIR_ENV, MNIST_FILES, NUM_TRAIN_IMAGES
+from mnist_lit.data.download import download_mnist
+from mnist_lit.data.idx import load_idx_file, missing_files, missing_files_message
+from mnist_lit.data.image_files import load_digit_images
+from mnist_lit.data.loader import EpochBatchSampler, TensorBatchLoader
 from mnist_lit.errors import ConfigurationError, MNISTDataError
-from mnist_lit.idx import load_idx_file, missing_files, missing_files_message
-from mnist_lit.image_files import load_digit_images
-from mnist_lit.loader import EpochBatchSampler, TensorBatchLoader
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:

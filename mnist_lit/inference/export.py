@@ -1,11 +1,11 @@
 """Export a trained checkpoint for inference without Lightning: ONNX (any runtime) or ``torch.export`` (.pt2).
 
 The exported graph takes what an application has at hand, pixels in [0, 1] shaped N×1×28×28 with a
-light digit on a dark background (``mnist_lit.image_files.to_mnist_digit`` / 255 prepares any image), and
+light digit on a dark background (``mnist_lit.data.image_files.to_mnist_digit`` / 255 prepares any image), and
 returns the 10 class probabilities. The network standardizes its own input, so a caller never needs to
 know whether the model was trained on standardized pixels.
 
-    python -m mnist_lit.export --ckpt_path logs/mlp/version_0/checkpoints/last.ckpt --output mnist.onnx
+    python -m mnist_lit.inference.export --ckpt_path logs/mlp/version_0/checkpoints/last.ckpt --output mnist.onnx
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mnist_lit.constants import IMAGE_SIZE
+from mnist_lit.data.constants import IMAGE_SIZE
 from mnist_lit.errors import ConfigurationError, MNISTLitError
-from mnist_lit.model import MNISTClassifier
+from mnist_lit.model.classifier import MNISTClassifier
 
 FORMATS = {".onnx": "onnx", ".pt2": "torch.export"}
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
@@ -76,7 +76,7 @@ def export_checkpoint(checkpoint_path: str | Path, output: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mnist_lit.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_lit.inference.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by `mnist-lit fit`")
     parser.add_argument("--output", required=True, help="where to write: *.onnx or *.pt2")
     args = parser.parse_args(argv)

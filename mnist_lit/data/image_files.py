@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from mnist_lit.constants import IMAGE_SIZE
+from mnist_lit.data.constants import IMAGE_SIZE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DIGIT_BOX = 20  # MNIST digits were scaled to fit 20×20, then centred in 28×28

@@ -7,8 +7,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from mnist_lit.data.idx import missing_files, missing_files_message
 from mnist_lit.errors import MNISTDataError
-from mnist_lit.idx import missing_files, missing_files_message
 
 NETWORK_TIMEOUT_S = 10.0
 

@@ -1,13 +1,23 @@
-"""Histograms for TensorBoard, bucketed on the device the tensor lives on, with non-finite values left out."""
+"""Where and how the callbacks write: the trainer's TensorBoard writers, and histograms bucketed on the device."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
+    """The SummaryWriters of the trainer's TensorBoard loggers, on rank zero only; empty for any other logger."""
+    if not trainer.is_global_zero:
+        return []
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
 
 # Evenly spaced buckets per histogram, between the smallest and the largest value: plenty for TensorBoard's
 # drawing (its dashboard resamples to about 30), small on disk.

@@ -13,12 +13,10 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lit.constants import NUM_CLASSES
-from mnist_lit.cuda_check import drop_nvml_check_without_gpus
+from mnist_lit.data.constants import NUM_CLASSES
 from mnist_lit.errors import ConfigurationError
-from mnist_lit.logging_steps import is_logging_step
-from mnist_lit.nets import Activation, Init, InputLayer, build_mlp
-from mnist_lit.optimizers import (
+from mnist_lit.model.nets import Activation, Init, InputLayer, build_mlp
+from mnist_lit.model.optimizers import (
     build_optimizer,
     check_optimizer,
     check_optimizer_fits,
@@ -26,6 +24,18 @@ from mnist_lit.optimizers import (
     compile_optimizer_update,
     needs_total_steps,
 )
+
+
+def is_logging_step(trainer: L.Trainer, every_n_steps: int | None = None) -> bool:
+    """Whether the optimizer step now running logs: the one rule the model, the diagnostics and the divergence
+    check share, since reading a value back from the device makes the host wait for it.
+
+    Every n-th step, counted from 1, where n is ``every_n_steps`` or else ``trainer.log_every_n_steps`` (the steps
+    Lightning writes to the logger). Ask before the optimizer steps (``training_step``, ``on_train_batch_start``,
+    ``on_before_optimizer_step``): ``trainer.global_step`` counts the steps already taken.
+    """
+    every = every_n_steps or trainer.log_every_n_steps
+    return every > 0 and (trainer.global_step + 1) % every == 0
 
 
 def check_label_smoothing(label_smoothing: float) -> None:
@@ -145,9 +155,6 @@ class MNISTClassifier(L.LightningModule):
         """
         mean = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")  # in place across processes
         self.log("train/loss", mean.cpu(), prog_bar=True)
-
-    def on_train_start(self) -> None:
-        drop_nvml_check_without_gpus()  # the optimizer asks whether CUDA exists on every step
 
     def on_train_epoch_start(self) -> None:
         self._epoch_predictions.clear()  # an epoch resumed mid-way starts counting again

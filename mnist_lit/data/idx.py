@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mnist_lit.constants import DATA_DIR_ENV, MNIST_FILES, IdxFile
+from mnist_lit.data.constants import DATA_DIR_ENV, MNIST_FILES, IdxFile
 from mnist_lit.errors import MNISTDataError
 
 # IDX type codes (third byte of the magic number) and the element types they stand for.

@@ -19,7 +19,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from mnist_lit.errors import ConfigurationError
-from mnist_lit.nets import SparseLinear
+from mnist_lit.model.nets import SparseLinear
 
 OptimizerFactory = Callable[[Iterable[Any]], Optimizer]
 

@@ -162,8 +162,8 @@ def progress_bar_share(refresh_every_step: bool, workdir: Path) -> float:
 
 
 PLAIN_SUBCOMMANDS = (
-    "import sys; from lightning.pytorch.cli import LightningCLI; from mnist_lit.launch import import_cli_frozen; "
-    "cli = import_cli_frozen(); cli.MNISTLitCLI.subcommands = staticmethod(LightningCLI.subcommands); "
+    "import sys; from lightning.pytorch.cli import LightningCLI; from mnist_lit.launch import import_frozen; "
+    "cli = import_frozen('mnist_lit.cli'); cli.MNISTLitCLI.subcommands = staticmethod(LightningCLI.subcommands); "
     "cli.main(sys.argv[1:])"
 )
 PLAIN_IMPORT = "import sys; from mnist_lit.cli import main; main(sys.argv[1:])"

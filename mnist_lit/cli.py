@@ -30,6 +30,12 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # A redraw of the progress bar costs about as much as a training step of a small MLP.
 PROGRESS_BAR_REFRESH_RATE = 20
 VERSION_KEY = "trainer.logger.init_args.version"
+DESCRIPTION = "How activation functions and optimizers shape training on MNIST, with PyTorch Lightning."
+EPILOG = (
+    "Three more subcommands: `mnist-lit compare` tunes and compares optimizers, activations or configs on Optuna; "
+    "`mnist-lit paths` draws the optimizers' paths on 2-D loss surfaces; `mnist-lit export` writes a checkpoint as "
+    "ONNX or torch.export. Each takes --help."
+)
 
 
 def default_config_path() -> Path:
@@ -217,7 +223,7 @@ def main(args: Any = None) -> None:
     cannot run); anything else is a bug and keeps its traceback.
     """
     try:
-        MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False})
+        MNISTLitCLI(args=args, parser_kwargs={"exit_on_error": False, "description": DESCRIPTION, "epilog": EPILOG})
     except ArgumentError as error:
         invoked = invoked_subcommand(args)
         subcommand = f"{invoked} " if invoked in SUBCOMMANDS else ""

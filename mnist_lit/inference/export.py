@@ -5,7 +5,7 @@ light digit on a dark background (``mnist_lit.data.image_files.to_mnist_digit`` 
 returns the 10 class probabilities. The network standardizes its own input, so a caller never needs to
 know whether the model was trained on standardized pixels.
 
-    python -m mnist_lit.inference.export --ckpt_path logs/mlp/version_0/checkpoints/last.ckpt --output mnist.onnx
+    mnist-lit export --ckpt_path logs/mlp/version_0/checkpoints/last.ckpt --output mnist.onnx
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def export_checkpoint(checkpoint_path: str | Path, output: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mnist_lit.inference.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="mnist-lit export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by `mnist-lit fit`")
     parser.add_argument("--output", required=True, help="where to write: *.onnx or *.pt2")
     args = parser.parse_args(argv)

@@ -30,6 +30,9 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # A redraw of the progress bar costs about as much as a training step of a small MLP.
 PROGRESS_BAR_REFRESH_RATE = 20
 VERSION_KEY = "trainer.logger.init_args.version"
+# ``--ckpt_path untrained``: validate, test or predict the network as initialized, on purpose (``null`` would be
+# the same None as leaving the flag out, which they refuse).
+UNTRAINED = "untrained"
 DESCRIPTION = "How activation functions and optimizers shape training on MNIST, with PyTorch Lightning."
 EPILOG = (
     "Three more subcommands: `mnist-lit compare` tunes and compares optimizers, activations or configs on Optuna; "
@@ -106,6 +109,28 @@ class MNISTLitCLI(LightningCLI):
             self._resolve_checkpoint(subcommand, self.config[subcommand])
 
     def _resolve_checkpoint(self, subcommand: str, config: Namespace) -> None:
+        """Settle ``--ckpt_path`` before anything is built: ``fit`` resumes ``last`` in its own folder, and the
+        other subcommands refuse to run untrained weights unless told ``untrained``, so chance is never reported
+        as a result."""
+        if subcommand == "fit":
+            if config.get("ckpt_path") == UNTRAINED:
+                raise ConfigurationError(
+                    f"`mnist-lit fit --ckpt_path {UNTRAINED}`: `{UNTRAINED}` is for validate, test and predict, to "
+                    "run the network as initialized on purpose. fit starts from fresh weights without --ckpt_path; "
+                    "`--ckpt_path last` resumes the newest run."
+                )
+            self._resume_last(config)
+        else:
+            self._choose_weights_to_run(subcommand, config)
+        ckpt_path = config.get("ckpt_path")
+        if _names_a_missing_local_file(ckpt_path):
+            raise ConfigurationError(
+                f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file written by "
+                "`mnist-lit fit` (under logs/<name>/version_N/checkpoints/), or `last` for the newest run's last one."
+            )
+
+    def _resume_last(self, config: Namespace) -> None:
+        """``fit --ckpt_path last``: the newest run's last checkpoint, or a fresh start when there is none."""
         runs_dir, version = logger_runs_dir(config)
         if config.get("ckpt_path") == "last" and runs_dir is not None:
             self._as_given["ckpt_path"] = "last"
@@ -118,16 +143,48 @@ class MNISTLitCLI(LightningCLI):
                 config.ckpt_path = None
             else:
                 config.ckpt_path, found_version = str(found[0]), found[1]
-                if subcommand == "fit" and version is None:  # continue the interrupted run in its own folder
+                if version is None:  # continue the interrupted run in its own folder
                     config[VERSION_KEY] = found_version
                     self._as_given[VERSION_KEY] = None
                     self.save_config_kwargs["overwrite"] = True  # config.yaml then records the resuming command
+
+    def _choose_weights_to_run(self, subcommand: str, config: Namespace) -> None:
+        """``validate``, ``test`` and ``predict`` run trained weights: a checkpoint, ``last``, or, asked for by
+        name, ``untrained`` (Lightning gets None). Without a checkpoint they stop here, before any data or folder."""
         ckpt_path = config.get("ckpt_path")
-        if _names_a_missing_local_file(ckpt_path):
+        if ckpt_path == UNTRAINED:
+            config.ckpt_path = None
+            self._as_given["ckpt_path"] = UNTRAINED  # a saved config.yaml runs untrained again, as asked
+            return
+        if ckpt_path not in (None, "last"):
+            return
+        searched, newest = _newest_last_checkpoint(config)
+        on_purpose = f"or `--ckpt_path {UNTRAINED}` to run the untrained network on purpose."
+        if ckpt_path is None:
+            where = ""
+            if newest is not None:
+                where = f" (now {newest})"
+            elif searched is not None:
+                where = f" (none under {searched} yet: train with `mnist-lit fit` first)"
             raise ConfigurationError(
-                f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file written by "
-                "`mnist-lit fit` (under logs/<name>/version_N/checkpoints/), or `last` for the newest run's last one."
+                f"`mnist-lit {subcommand}` without --ckpt_path would run untrained weights, whose accuracy is chance "
+                f"(about 10%). Name the weights: `--ckpt_path last` for the newest run's last checkpoint{where}, "
+                f"the path of a .ckpt file, {on_purpose}"
             )
+        if searched is None:
+            raise ConfigurationError(
+                f"`mnist-lit {subcommand} --ckpt_path last` finds the newest run's checkpoint through the "
+                "TensorBoard logger's run folders (trainer.logger), and this configuration has none. Give the path "
+                f"of a .ckpt file, {on_purpose}"
+            )
+        if newest is None:
+            raise ConfigurationError(
+                f"`mnist-lit {subcommand} --ckpt_path last`: no run under {searched} has a last checkpoint, so "
+                "there are no trained weights to run. Train first (`mnist-lit fit` with the same --config), give "
+                f"the path of a .ckpt file, {on_purpose}"
+            )
+        self._as_given["ckpt_path"] = "last"
+        config.ckpt_path = str(newest)
 
     def before_instantiate_classes(self) -> None:
         """Claim the run's folder (``predict`` writes none), and save the config as the user gave it."""
@@ -205,10 +262,27 @@ def invoked_subcommand(args: Any) -> str | None:
 
 
 def _names_a_missing_local_file(ckpt_path: str | None) -> bool:
-    """A plain path that is not there (Lightning's own keywords and remote URLs are left to Lightning)."""
-    if ckpt_path is None or ckpt_path in ("last", "best", "hpc") or ckpt_path.startswith("registry"):
+    """A plain path that is not there (Lightning's own keywords, ``untrained`` and remote URLs are not paths)."""
+    if ckpt_path is None or ckpt_path in ("last", "best", "hpc", UNTRAINED) or ckpt_path.startswith("registry"):
         return False
     return "://" not in ckpt_path and not Path(ckpt_path).is_file()
+
+
+def _newest_last_checkpoint(config: Namespace) -> tuple[Path | None, Path | None]:
+    """Where ``last`` looks (the configured TensorBoard logger's ``version_*`` folders, or its named version's
+    folder) and the newest ``last*.ckpt`` there; (None, None) without such a logger."""
+    runs_dir, _ = logger_runs_dir(config)
+    if runs_dir is not None:
+        found = find_last_checkpoint(runs_dir)
+        return runs_dir / "version_*" / "checkpoints", None if found is None else found[0]
+    logger = config.get("trainer", {}).get("logger")
+    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if not isinstance(init_args, Namespace) or init_args.get("save_dir") is None:
+        return None, None
+    if not isinstance(init_args.get("version"), str):
+        return None, None
+    folder = Path(init_args.save_dir) / (init_args.get("name") or "") / init_args.version / "checkpoints"
+    return folder, max(folder.glob("last*.ckpt"), key=lambda path: path.stat().st_mtime, default=None)
 
 
 def _fail(message: str, code: int) -> NoReturn:

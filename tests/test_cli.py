@@ -1,3 +1,5 @@
+"""``mnist-lit fit`` and friends through the real CLI: every config, checkpoints, TensorBoard, saved configs."""
+
 from __future__ import annotations
 
 import re
@@ -130,8 +132,16 @@ def test_tensorboard_holds_metrics_and_hparams(run_cli, synthetic_mnist_dir: Pat
 def test_only_the_named_subcommand_gets_a_parser(run_cli, synthetic_mnist_dir: Path) -> None:
     """Each subcommand's parser costs about 0.1 s to build and check, and a run needs one."""
     cli = train_briefly(run_cli, synthetic_mnist_dir, "--trainer.max_steps", "2", "--test_after_fit", "false")
-    assert set(cli._subcommand_parsers) == {"fit"}
+    assert "{fit}" in cli.parser.format_usage()
     assert cli.trainer.global_step == 2
+
+
+def test_help_without_a_subcommand_lists_all_four(run_cli, capsys: pytest.CaptureFixture[str]) -> None:
+    """As does a misspelt subcommand's error (test_cli_errors.py)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--help"])
+    assert exit_info.value.code == 0
+    assert "{fit,validate,test,predict}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

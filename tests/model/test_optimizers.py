@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mnist_lit.data.datamodule import MNISTDataModule
 from mnist_lit.model.classifier import MNISTClassifier
-from mnist_lit.model.optimizers import check_precision_supports, compile_optimizer_update, needs_total_steps
+from mnist_lit.model.optimizers import compile_optimizer_update, needs_total_steps
 
 
 def test_compiled_optimizer_update_runs_the_closure_and_matches_eager_adam() -> None:
@@ -63,9 +66,16 @@ def test_lbfgs_with_fp16_amp_is_refused_before_training(precision: str) -> None:
         model.setup("fit")
 
 
-def test_lbfgs_runs_with_bf16_and_fp32() -> None:
-    for precision in ("bf16-mixed", "32-true"):
-        check_precision_supports(torch.optim.LBFGS, precision)
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_lbfgs_trains_with_bf16_and_fp32(precision: str, synthetic_mnist_dir: Path, tmp_path: Path) -> None:
+    model = MNISTClassifier(hidden_sizes=[8], optimizer=partial(torch.optim.LBFGS, max_iter=3))
+    trainer = L.Trainer(
+        accelerator="cpu", precision=precision, max_steps=2, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    datamodule = MNISTDataModule(str(synthetic_mnist_dir), val_size=100, verify_checksums=False, download=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
 @pytest.mark.parametrize(

@@ -2,57 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from mnist_lit.data.constants import MNIST_FILES
-from mnist_lit.data.idx import load_idx_file
 from mnist_lit.data.image_files import load_digit_images, read_grayscale, to_mnist_digit
-
-NUM_DIGITS = 30
-
-
-def real_test_digits(real_mnist_dir: Path, count: int = NUM_DIGITS) -> tuple[torch.Tensor, torch.Tensor]:
-    raw = real_mnist_dir / "MNIST" / "raw"
-    images = load_idx_file(raw, MNIST_FILES["test_images"])[:count]
-    labels = load_idx_file(raw, MNIST_FILES["test_labels"])[:count]
-    return images, labels.long()
-
-
-def pil(digit: torch.Tensor) -> Image.Image:
-    return Image.fromarray(digit.numpy())
-
-
-# How people hand us digits: bigger, dark ink on white paper, coloured, off-centre, transparent, as JPEG.
-STYLES: dict[str, Callable[[torch.Tensor], Image.Image]] = {
-    "light_on_dark_x4.png": lambda d: pil(d).resize((112, 112), Image.Resampling.BICUBIC),
-    "dark_on_light_x3.jpg": lambda d: pil(255 - d).resize((84, 84), Image.Resampling.BICUBIC).convert("RGB"),
-    "blue_ink_offcentre.png": lambda d: _on_canvas(pil(255 - d).resize((150, 150), Image.Resampling.BILINEAR)),
-    "transparent.png": lambda d: Image.merge("RGBA", [Image.new("L", (28, 28), 20)] * 3 + [pil(d)]).resize(
-        (56, 56), Image.Resampling.BILINEAR
-    ),
-}
-
-
-def _on_canvas(gray: Image.Image) -> Image.Image:
-    """Blue-black ink on cream paper, placed off-centre on a wide page."""
-    ink = Image.merge("RGB", [gray, gray.point(lambda v: 40 + v * 215 // 255), gray.point(lambda v: 90 + v // 2)])
-    page = Image.new("RGB", (400, 260), (250, 246, 232))
-    page.paste(ink, (230, 70))
-    return page
-
-
-def write_styled_digits(directory: Path, digits: torch.Tensor, style: str) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, digit in enumerate(digits):
-        path = directory / f"{index:02d}_{style}"
-        STYLES[style](digit).save(path)
-        paths.append(path)
-    return paths
+from tests.styled_digits import STYLES, real_test_digits, write_styled_digits
 
 
 def test_preprocessing_recovers_the_mnist_digit_from_any_rendering(real_mnist_dir: Path, tmp_path: Path) -> None:
@@ -79,8 +35,6 @@ def test_prepared_digit_fits_20_pixels_and_is_centred_by_mass(tmp_path: Path) ->
 
 def test_bad_files_are_reported_by_name_and_the_rest_still_load(tmp_path: Path) -> None:
     good = tmp_path / "good.png"
-    Image.new("L", (40, 40), 255).save(good)
-    Image.open(good).copy()
     page = Image.new("L", (40, 40), 255)
     page.paste(0, (15, 5, 25, 35))
     page.save(good)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnist_lit.cli import MNISTLitCLI, main
-from tests.test_image_files import NUM_DIGITS, STYLES, real_test_digits, write_styled_digits
+from tests.styled_digits import NUM_DIGITS, STYLES, real_test_digits, write_styled_digits
 
 
 @pytest.fixture(scope="module")

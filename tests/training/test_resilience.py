@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -186,20 +185,19 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint_to_the_same_result(
     assert_same_outcome(outcome(resumed), uninterrupted)
 
 
-def test_a_write_cut_short_leaves_the_previous_checkpoint_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class DiesWhenSaved:
+    """Stands for the process dying while ``torch.save`` writes a checkpoint holding it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise KeyboardInterrupt
+
+
+def test_a_write_cut_short_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
     path = tmp_path / "checkpoints" / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
-
-    def killed_while_writing(obj: object, stream: Any) -> None:
-        stream.write(b"PK\x03\x04 half a checkpoint")
-        raise KeyboardInterrupt  # stands for the process dying mid-write
-
-    monkeypatch.setattr("mnist_lit.training.resilience.torch.save", killed_while_writing)
     with pytest.raises(KeyboardInterrupt):
-        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2, "dies": DiesWhenSaved()}, path)
     assert io.load_checkpoint(path)["global_step"] == 1
     assert [entry.name for entry in path.parent.iterdir()] == ["last.ckpt"]
 
@@ -231,16 +229,35 @@ def test_ctrl_c_during_the_last_validation_is_not_swallowed(synthetic_root: Path
     assert signal.getsignal(signal.SIGINT) is before  # the handler was given back
 
 
-def test_divergence_guard_names_the_first_bad_step_and_its_learning_rate_at_the_next_check() -> None:
-    """Steps 3 (inf) and 4 (nan) go bad between two checks; the report is about step 3, at the lr step 3 used."""
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    trainer = SimpleNamespace(global_step=0, log_every_n_steps=50, optimizers=[optimizer], checkpoint_callback=None)
-    guard = DivergenceGuard(check_every_n_steps=10)
-    guard.on_train_start(trainer, None)  # type: ignore[arg-type]
-    for step, loss in enumerate([1.0, 2.0, float("inf"), float("nan"), 3.0], start=1):
-        optimizer.param_groups[0]["lr"] = 0.1 * step  # as a scheduler would
-        guard.on_train_batch_start(trainer, None, None, step - 1)  # type: ignore[arg-type]
-        trainer.global_step = step  # the optimizer has stepped
-        guard.on_train_batch_end(trainer, None, torch.tensor(loss), None, step - 1)  # type: ignore[arg-type]
-    with pytest.raises(TrainingDivergedError, match=r"the loss became inf at step 3 with SGD\(lr=0\.3\)"):
-        guard.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+class GivenLosses(L.LightningModule):
+    """Trains on nothing: step ``k`` returns ``losses[k - 1]``, with SGD whose learning rate a scheduler raises by
+    0.1 every step (0.1 at step 1, 0.3 at step 3)."""
+
+    def __init__(self, losses: Sequence[float]) -> None:
+        super().__init__()
+        self.losses = losses
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.weight.sum() * 0 + self.losses[batch_idx]
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(torch.zeros(len(self.losses), 1), batch_size=1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: step + 1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def test_divergence_guard_names_the_first_bad_step_and_its_learning_rate_at_the_next_check(tmp_path: Path) -> None:
+    """Steps 3 (inf) and 4 (nan) go bad between two checks (every 10 steps, and at the epoch's end); the report
+    is about step 3, at the lr step 3 used, and it stops the run."""
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[DivergenceGuard(check_every_n_steps=10)],
+    )  # fmt: skip
+    with pytest.raises(TrainingDivergedError, match=r"the loss became inf at step 3 with SGD\(lr=0\.3\)") as error:
+        trainer.fit(GivenLosses([1.0, 2.0, float("inf"), float("nan"), 3.0]))
+    assert "No checkpoint had been written yet." in str(error.value)
+    assert trainer.global_step == 5 and trainer.current_epoch == 0

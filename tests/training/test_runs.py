@@ -10,8 +10,7 @@ import pytest
 from mnist_lit.cli import main
 from mnist_lit.training.resilience import AtomicCheckpointIO
 from mnist_lit.training.runs import CLAIMED_VERSION_ENV, claim_run_folder, claim_run_version
-from tests.conftest import SYNTHETIC_DATA_ARGS, make_synthetic_mnist
-from tests.test_resilience import fit_args
+from tests.conftest import SYNTHETIC_DATA_ARGS, fit_briefly, make_synthetic_mnist
 
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 
@@ -42,10 +41,9 @@ def test_a_launched_rank_creates_no_folder(tmp_path: Path, monkeypatch: pytest.M
 def test_two_runs_in_one_folder_never_share_logs_or_checkpoints(
     run_cli, synthetic_mnist_dir: Path, tmp_path: Path
 ) -> None:
-    args = fit_args(synthetic_mnist_dir, tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false",
-                    "--trainer.limit_train_batches", "2", "--trainer.num_sanity_val_steps", "0")  # fmt: skip
-    first = run_cli(args)
-    second = run_cli(args)
+    args = ("--test_after_fit", "false", "--trainer.limit_train_batches", "2", "--trainer.num_sanity_val_steps", "0")
+    first = fit_briefly(run_cli, synthetic_mnist_dir, *args)
+    second = fit_briefly(run_cli, synthetic_mnist_dir, *args)
     assert (first.trainer.logger.version, second.trainer.logger.version) == (0, 1)
     assert first.trainer.checkpoint_callback.dirpath != second.trainer.checkpoint_callback.dirpath
     assert isinstance(first.trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # defaults.yaml switches it on

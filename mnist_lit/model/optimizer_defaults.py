@@ -4,7 +4,7 @@ jsonargparse keeps every init arg of the previous ``class_path`` that the new cl
 choice with no switch), so ``--model.optimizer Adadelta`` on top of an Adam config would train Adadelta with
 Adam's ``lr=0.001`` and ``eps=1e-8`` instead of its own ``lr=1.0`` and ``eps=1e-6``. For optimizers and
 schedulers that is never what the user means. No public hook exists, so this wraps jsonargparse's private
-``discard_init_args_on_class_path_change`` for the duration of one parse; tests/test_optimizer_defaults.py fails
+``discard_init_args_on_class_path_change`` for the duration of one parse; tests/model/test_optimizer_defaults.py fails
 loudly when jsonargparse changes it.
 """
 

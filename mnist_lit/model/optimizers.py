@@ -24,7 +24,7 @@ from mnist_lit.model.nets import SparseLinear
 OptimizerFactory = Callable[[Iterable[Any]], Optimizer]
 
 # torch optimizers whose step accepts sparse gradients (LBFGS turns them into dense ones); the others
-# raise "does not support sparse gradients" on their first step. tests/test_sparse_adam.py checks the list.
+# raise "does not support sparse gradients" on their first step. tests/model/test_sparse_adam.py checks the list.
 SPARSE_GRADIENT_OPTIMIZERS: tuple[type[Optimizer], ...] = (
     torch.optim.SparseAdam,
     torch.optim.SGD,

@@ -1,6 +1,5 @@
-"""``mnist-lit compare``: a fair comparison of optimizers, activations or configs, tuned alike, on Optuna.
+"""``mnist-lit compare``: a fair comparison of optimizers, activations or configs, each tuned alike, on Optuna.
 
-The protocol (``plan``), its cells (``cells``), the Optuna studies that hold its runs (``study``), the workers
-that train them (``workers``, ``runner``, ``spawned``), the report (``report``) and the command (``command``).
-The package itself imports nothing, so that a spawned worker can import the libraries the fast way.
+The cells and their search spaces (``cells``), the protocol's rules (``protocol``), one run (``run``), the studies
+and the worker (``engine``), the report (``report``) and the command (``command``).
 """

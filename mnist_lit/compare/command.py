@@ -1,249 +1,212 @@
-"""``mnist-lit compare``: its options, checked before anything trains, and the comparison from plan to report."""
+"""``mnist-lit compare``: its options (a YAML file or flags), checked before anything trains, then plan, work, report.
+
+``--workers W`` starts W-1 more copies of the same command, exactly what a second machine would run, each with its
+share of the threads (or its GPU); this process is the first worker.
+"""
 
 from __future__ import annotations
 
-import argparse
+import logging
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 import torch
-from jsonargparse import ArgumentError
-from lightning.pytorch.cli import LightningArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace
+from jsonargparse.typing import Path_fr
 
 from mnist_lit.cli import default_config_path
-from mnist_lit.compare.cells import (
-    ACTIVATION_ORDER,
-    OPTIMIZER_ORDER,
-    Cell,
-    config_args,
-    describe,
-    file_configs,
-    load_search_space,
-    named_configs,
-)
-from mnist_lit.compare.plan import CONFIRM, TUNE, plan_runs
+from mnist_lit.compare import cells
+from mnist_lit.compare.engine import JOURNAL_FILE, STORAGE_ERRORS, Comparison, open_storage, shown
+from mnist_lit.compare.protocol import CONFIRM, TUNE
 from mnist_lit.compare.report import write_reports
-from mnist_lit.compare.runner import lightning_cli
-from mnist_lit.compare.study import Studies, open_storage, storage_location
-from mnist_lit.compare.workers import Settings, quiet_libraries, run_workers
-from mnist_lit.errors import ConfigurationError, MNISTLitError
+from mnist_lit.compare.run import lightning_cli
+from mnist_lit.errors import ConfigurationError, MNISTLitError, StorageUnavailable
 
-TARGET = 0.97  # AlgoPerf's validation target for MNIST
-
-
-def config_dir() -> Path:
-    return default_config_path().parent
+CONFIGS = default_config_path().parent
+TARGET = 0.95  # most runs of the README's first comparison reach it (docs/compare.md)
 
 
-def batches(text: str) -> int | float:
-    """A batch limit as Lightning reads it: an int counts batches, a float is a fraction of them."""
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="mnist-lit compare",
-        description=(
-            "Compare optimizers, activations or config files on one base config fairly: each gets the same number of "
-            "learning rates to try (--trials), chosen on validation, then trained again on several seeds (--seeds); "
-            "reports mean ± sd of test and validation accuracy and the time to --target. Arguments after `--` go "
-            "to every `mnist-lit fit` unchanged."
-        ),
-        epilog="Example: mnist-lit compare configs/seed/mlp.yaml --epochs 2",
+        exit_on_error=False,
+        description="Compare optimizers, activations or config files on one base config fairly: each gets the same "
+        "number of tuning runs (--trials) over its own search space, chosen on validation, then the winner trained "
+        "again on several seeds (--seeds). Reports mean ± sd of test and validation accuracy, the time to --target and "
+        "each cell's tunability. Arguments after `--` go to every `mnist-lit fit` unchanged.",
+        epilog="Example: mnist-lit compare --config configs/compare/first.yaml",
     )
-    parser.add_argument("base", type=Path, help="the model config every cell starts from, e.g. configs/mlp.yaml")
-    parser.add_argument("--optimizers", nargs="*", metavar="NAME", help="names from configs/optimizer/ (none: all)")
-    parser.add_argument("--activations", nargs="*", metavar="NAME", help="names from configs/activation/ (none: all)")
-    parser.add_argument("--configs", nargs="+", type=Path, metavar="FILE", help="config files, one cell each")
-    parser.add_argument("--trials", type=int, default=8, help="learning rates tried per cell; 0: the configs' own")
-    parser.add_argument("--seeds", type=int, default=3, help="runs of the chosen learning rate, one seed each")
-    parser.add_argument("--target", type=float, default=TARGET, help="the val/acc whose time to reach is reported")
-    parser.add_argument("--epochs", type=int, help="trainer.max_epochs of every run (default: the base config's)")
-    parser.add_argument("--tune_epochs", type=int, help="max_epochs of the tuning runs (default: --epochs)")
-    parser.add_argument("--limit_train_batches", type=batches, help="batches (int) or fraction (float) per epoch")
-    parser.add_argument("--limit_val_batches", type=batches, help="validation batches (int) or fraction (float)")
-    parser.add_argument("--limit_test_batches", type=batches, help="test batches (int) or fraction (float)")
-    parser.add_argument("--search_space", type=Path, help="learning-rate ranges (default: configs/compare/...)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the draws and the runs (tuning: SEED, then +1...)")
-    parser.add_argument("--prune", action="store_true", help="stop hopeless tuning runs early (the median rule)")
-    parser.add_argument("--storage", help="a database URL shared by many machines (default: a file in the folder)")
-    parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its threads")
-    parser.add_argument("--name", help="comparison name (default: from the base config and the cells)")
-    parser.add_argument("--save_dir", type=Path, default=Path("logs"), help="runs go to SAVE_DIR/compare/NAME/")
+    add = parser.add_argument
+    add("--config", action=ActionConfigFile, help="a YAML file of these options; paths in it are relative to it")
+    add("base", type=Path_fr, help="the model config every cell starts from, e.g. configs/mlp.yaml")
+    add("--optimizers", type=str, nargs="*", help="names from configs/optimizer/ (none given: all)")
+    add("--activations", type=str, nargs="*", help="names from configs/activation/ (none given: all)")
+    add("--configs", type=Path_fr, nargs="+", help="config files, one cell each")
+    add("--trials", type=int, default=8, help="tuning runs per cell; 0 trains the configs as given")
+    add("--tune", type=str, default="auto", choices=["auto", "lr", "all"], help="what tuning draws: the lr, each "
+        "space whole, or auto: by --trials (lr below 10; momentum or β1 from 10; ε from 25; all from 50)")  # fmt: skip
+    add("--seeds", type=int, default=3, help="runs of the winning setting, one seed each")
+    add("--target", type=float, default=TARGET, help="the val/acc whose time to reach is reported")
+    add("--epochs", type=int | None, help="max_epochs of every run (default: the base config's)")
+    add("--tune_epochs", type=int | None, help="max_epochs of the tuning runs (default: --epochs)")
+    for split in ("train", "val", "test"):
+        add(f"--limit_{split}_batches", type=int | float | None, help="batches (int) or a share (float) of them")
+    add("--search_space", type=Path_fr | None, help="the spaces (default: configs/compare/search_spaces.yaml)")
+    add("--seed", type=int, default=0, help="seeds the draws and the runs (tuning: SEED, then SEED+1...)")
+    add("--prune", action="store_true", help="stop hopeless tuning runs early (the median rule)")
+    add("--storage", type=str | None, help="a database URL shared by many machines (default: a file)")
+    add("--workers", type=int | str, default="auto", help="processes here; auto: one per core (a thread each) or GPU")
+    add("--name", type=str | None, help="the comparison's name (default: from the base config and the cells)")
+    add("--save_dir", type=Path, default=Path("logs"), help="runs go to SAVE_DIR/compare/NAME/")
     return parser
 
 
-def check_numbers(options: argparse.Namespace) -> None:
-    for flag, value, lowest in (
-        ("--trials", options.trials, 0),
-        ("--seeds", options.seeds, 1),
-        ("--workers", options.workers, 1),
-        ("--epochs", options.epochs, 1),
-        ("--tune_epochs", options.tune_epochs, 1),
-    ):
-        if value is not None and value < lowest:
-            raise ConfigurationError(f"{flag} must be a whole number of at least {lowest}, got {value}.")
+def check(options: Namespace) -> int:
+    """Refuse numbers out of range; return the number of workers."""
+    for flag, lowest in (("trials", 0), ("seeds", 1), ("epochs", 1), ("tune_epochs", 1)):
+        if options[flag] is not None and options[flag] < lowest:
+            raise ConfigurationError(f"--{flag} must be a whole number of at least {lowest}, got {options[flag]}.")
     if not 0 < options.target <= 1:
         raise ConfigurationError(f"--target is a validation accuracy between 0 and 1, got {options.target}.")
+    if options.workers == "auto":
+        return torch.cuda.device_count() or len(os.sched_getaffinity(0))
+    if not isinstance(options.workers, int) or options.workers < 1:
+        raise ConfigurationError(f"--workers must be auto or a whole number of at least 1, got {options.workers!r}.")
+    return options.workers
 
 
-def cell_configs(options: argparse.Namespace) -> tuple[str, list[tuple[str, tuple[Path, ...]]]]:
+def cell_configs(options: Namespace) -> tuple[str, list[tuple[str, tuple[Path, ...]]]]:
     """The kind of comparison and each cell's name and configs (an optimizer × activation grid when both)."""
-    folder = config_dir()
     if options.configs:
         if options.optimizers is not None or options.activations is not None:
             raise ConfigurationError(
                 "--configs takes the place of --optimizers and --activations; give one or the other."
             )
-        return "configs", [(name, (path.resolve(),)) for name, path in file_configs(options.configs)]
-    optimizers = named_configs(folder / "optimizer", options.optimizers or [], OPTIMIZER_ORDER, "--optimizers")
+        files = cells.file_configs([Path(path.absolute) for path in options.configs])
+        return "configs", [(name, (path,)) for name, path in files]
+    names, order = options.optimizers or [], cells.OPTIMIZER_ORDER
+    optimizers = cells.named_configs(CONFIGS / "optimizer", names, order, "--optimizers")
     if options.activations is None:
         return "optimizers", [(name, (path,)) for name, path in optimizers]
-    activations = named_configs(folder / "activation", options.activations, ACTIVATION_ORDER, "--activations")
+    names, order = options.activations, cells.ACTIVATION_ORDER
+    activations = cells.named_configs(CONFIGS / "activation", names, order, "--activations")
     if options.optimizers is None:
         return "activations", [(name, (path,)) for name, path in activations]
-    grid = [(f"{o}+{a}", (o_path, a_path)) for o, o_path in optimizers for a, a_path in activations]
-    return "grid", grid
+    return "grid", [(f"{o}+{a}", (o_path, a_path)) for o, o_path in optimizers for a, a_path in activations]
 
 
-def default_name(base: Path, kind: str) -> str:
-    label = base.stem if base.parent.name in ("configs", "") else f"{base.parent.name}_{base.stem}"
-    return f"{label}_{kind}"
-
-
-def budget_args(options: argparse.Namespace, epochs: int | None) -> list[str]:
-    budget = {
-        "max_epochs": epochs,
-        "limit_train_batches": options.limit_train_batches,
-        "limit_val_batches": options.limit_val_batches,
-        "limit_test_batches": options.limit_test_batches,
+def plan(options: Namespace, extra: list[str]) -> tuple[Comparison, str]:
+    """The comparison, ready to open, and its kind; bad input fails here, before anything trains."""
+    base = Path(options.base.absolute)
+    kind, configs = cell_configs(options)
+    name = options.name or f"{base.stem if base.parent.name == 'configs' else f'{base.parent.name}_{base.stem}'}_{kind}"
+    folder = (options.save_dir / "compare" / name).resolve()
+    space = options.search_space.absolute if options.search_space else CONFIGS / "compare" / "search_spaces.yaml"
+    spaces = cells.load_search_spaces(Path(space))
+    try:
+        cli = lightning_cli([*cells.config_args(base, (), extra), "--trainer.logger=false"], run=False)
+    except ArgumentError as error:
+        raise ConfigurationError(
+            f"{base} {' '.join(extra)}: the runs' configuration does not parse: {error}"
+        ) from error
+    cli.datamodule.prepare_data()  # a download happens once, here; missing data stops everything before training
+    described = [cells.describe(cli.parser, base, cell, paths, extra, spaces) for cell, paths in configs]
+    dims = {cell.name: cells.tuned(cell.space, options.tune, options.trials) for cell in described}
+    settings = {
+        cell.name: cells.draw_settings(dims[cell.name], options.trials, options.seed, cell.name) for cell in described
     }
-    return [item for key, value in budget.items() if value is not None for item in (f"--trainer.{key}", str(value))]
+    limits = {f"limit_{split}_batches": options[f"limit_{split}_batches"] for split in ("train", "val", "test")}
+    epochs = {TUNE: options.tune_epochs or options.epochs, CONFIRM: options.epochs}
+    budget = {phase: [f"--trainer.{key}={value}" for key, value in {"max_epochs": epochs[phase], **limits}.items()
+                      if value is not None] for phase in epochs}  # fmt: skip
+    storage = open_storage(options.storage, folder)  # a bad URL or an unreachable database stops here
+    return Comparison(name, folder, storage, base, described, dims, settings, options.seed, options.seeds, budget,
+                      extra, options.prune), kind  # fmt: skip
 
 
-def protocol_text(options: argparse.Namespace, cells: Sequence[Cell], kind: str, epochs: dict[str, str]) -> str:
-    """What was and was not tuned, in the output and at the head of results.md."""
-    runs = len(cells) * (options.trials + options.seeds)
-    if options.trials:
-        tuned = (
-            f"Tuned: the learning rate only, {options.trials} values per cell drawn log-uniformly (seed "
-            f"{options.seed}) from its range (two decades either side of its config's lr unless the search "
-            f"space says otherwise), each trained {epochs[TUNE]}; the best final val/acc chose. Not tuned: every "
-            "other setting, which is the configs'. "
-        )
-    else:
-        tuned = "Not tuned: every cell trains at its config's learning rate. "
-    pruned = (
-        "Tuning runs below the median of the others at the same validation were stopped (--prune). "
-        if (options.prune)
-        else ""
+def protocol_text(options: Namespace, count: int, kind: str) -> str:
+    """The protocol in words, in the output and at the head of results.md (its table says what each cell tuned)."""
+    epochs = {phase: f"{n} epoch(s)" if n else "the base config's epochs"
+              for phase, n in ((TUNE, options.tune_epochs or options.epochs), (CONFIRM, options.epochs))}  # fmt: skip
+    tuning = (
+        f"Tuned (--tune {options.tune}): {options.trials} settings per cell, drawn from a seeded quasi-random sequence "
+        f"(seed {options.seed}) over what its search space and --tune name, each trained {epochs[TUNE]}; the best "
+        "final val/acc chose. Every other setting is the configs' own. "
+        if options.trials
+        else "Not tuned: every cell trains its configs as given. "
     )
+    pruned = "Tuning runs below the median of the others at the same validation were stopped (--prune). "
     return (
-        f"{len(cells)} {kind} on {options.base}. {tuned}{pruned}The chosen rate was trained again on {options.seeds} "
-        f"seed(s) ({epochs[CONFIRM]} each): the seed sets the initialization and the batch order, the validation split "
-        f"is fixed. The test set is used only by these runs, never to choose. {runs} runs in all. Tuning runs skip the "
-        "diagnostics, the figures and the test; confirmation runs keep the full TensorBoard record."
+        f"{count} {kind} on {options.base}. {tuning}{pruned if options.prune else ''}The winning setting was trained "
+        f"again on {options.seeds} seed(s) ({epochs[CONFIRM]} each): the seed sets the initialization and the batch "
+        "order; the validation split is fixed. Only these runs see the test set. Tuning runs skip the diagnostics, "
+        f"the figures and the test. {count * (options.trials + options.seeds)} runs in all."
     )
+
+
+def compare(argv: Sequence[str], extra: list[str]) -> Path:
+    """The whole comparison; returns its folder."""
+    try:
+        options = build_parser().parse_args(list(argv))
+    except ArgumentError as error:
+        raise ConfigurationError(f"{error}\nRun `mnist-lit compare --help` to see the options.") from error
+    workers = check(options)
+    comparison, kind = plan(options, extra)
+    folder, text = comparison.folder, protocol_text(options, len(comparison.cells), kind)
+    comparison.open()
+    where = shown(options.storage) if options.storage else str(folder / JOURNAL_FILE)
+    print(f"{text}\nStudies: {where} (optuna-dashboard {where}); runs: {folder}; {workers} worker(s)", flush=True)
+    threads, gpus, copies = max(1, torch.get_num_threads() // workers), torch.cuda.device_count(), []
+    for number in range(1, workers):  # the same command, one worker each, with its threads or its GPU
+        env = dict(
+            os.environ, OMP_NUM_THREADS=str(threads), **({"CUDA_VISIBLE_DEVICES": str(number % gpus)} if gpus else {})
+        )
+        command = [sys.executable, "-m", "mnist_lit", "compare", *argv, "--workers", "1", "--", *extra]
+        log = (folder / f"worker_{number}.log").open("w")
+        copies.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+    if copies:
+        torch.set_num_threads(threads)
+    try:
+        comparison.work()
+        for copy in copies:
+            copy.wait()
+    except Exception as error:  # Optuna may raise an error of its own on top of the database's
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, STORAGE_ERRORS):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        reason = " ".join(str(getattr(cause, "orig", None) or cause).split())
+        raise StorageUnavailable(
+            f"Lost the comparison's storage ({where}: {reason}), so this worker stopped. Every finished run is kept "
+            "there; run the same command again when the storage is back, and it trains only what is left."
+        ) from error
+    finally:
+        for copy in copies:  # Ctrl+C, or an error here: the copies this command started stop too
+            if copy.poll() is None:
+                copy.send_signal(signal.SIGINT)
+                copy.wait()
+    title = f"{options.base}: {kind}"
+    table, written = write_reports(title, text, comparison, options.target)
+    print(f"\n{title}\n\n{table}\nWritten: {', '.join(written)} in {folder}")
+    print(f"Curves and the HParams tab: tensorboard --logdir {folder}")
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run ``mnist-lit compare``; bad input ends in one paragraph and exit code 2, before anything trains."""
-    argv = sys.argv[2:] if argv is None else list(argv)
-    extra: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, extra = argv[:split], argv[split + 1 :]
-    parser = build_parser()
-    options = parser.parse_args(argv)
+    argv = list(sys.argv[2:] if argv is None else argv)
+    argv, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each run prints its own line instead
+    for library in ("lightning.pytorch", "lightning.fabric"):  # what every run says; run.log keeps the rest
+        logging.getLogger(library).setLevel(logging.WARNING)
     try:
-        compare(options, extra)
+        compare(argv, extra)
     except MNISTLitError as error:
         print(f"mnist-lit compare: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-
-
-def prepared_parser(base: Path, extra: Sequence[str]) -> LightningArgumentParser:
-    """The parser of the runs' command line, after the data every run reads is in place: a download happens once,
-    here, and missing data is reported before anything trains."""
-    args = [*config_args(base, (), extra), "--trainer.logger=false"]
-    try:
-        cli = lightning_cli(args, run=False)
-    except ArgumentError as error:
-        raise ConfigurationError(
-            f"{base} {' '.join(extra)}: the runs' configuration does not parse: {error}. Fix the base config or the "
-            "arguments after `--`."
-        ) from error
-    cli.datamodule.prepare_data()
-    return cli.parser
-
-
-def compare(options: argparse.Namespace, extra: list[str]) -> Path:
-    """The whole comparison; returns its folder."""
-    check_numbers(options)
-    if not options.base.is_file():
-        raise ConfigurationError(f"Base config {options.base} not found. Give a model config, e.g. configs/mlp.yaml.")
-    with quiet_libraries():
-        return run_comparison(options, extra)
-
-
-def run_comparison(options: argparse.Namespace, extra: list[str]) -> Path:
-    """Plan the runs, store them, let the workers train them, then write the reports."""
-    kind, configs = cell_configs(options)
-    ranges = load_search_space(options.search_space or config_dir() / "compare" / "learning_rates.yaml")
-    parser = prepared_parser(options.base, extra)
-    cells = [describe(parser, options.base, name, paths, extra, ranges) for name, paths in configs]
-    name = options.name or default_name(options.base, kind)
-    folder = (options.save_dir / "compare" / name).resolve()
-    epochs = {TUNE: options.tune_epochs or options.epochs, CONFIRM: options.epochs}
-    budget = {phase: budget_args(options, value) for phase, value in epochs.items()}
-    said = {phase: f"{value} epoch(s)" if value else "the base config's epochs" for phase, value in epochs.items()}
-    plan = plan_runs(cells, options.trials, options.seeds, options.seed)
-    protocol = {
-        "base": options.base.read_text(),
-        "cells": {c.name: [p.read_text() for p in c.configs] for c in cells},
-        "ranges": {c.name: c.lr_range for c in cells},
-        "trials": options.trials,
-        "seeds": options.seeds,
-        "seed": options.seed,
-        "budget": budget,
-        "extra": extra,
-        "prune": options.prune,
-    }
-    text = protocol_text(options, cells, kind, said)
-    storage = open_storage(options.storage, folder)  # a bad URL or an unreachable database stops here
-    Studies(storage, name, plan, protocol, options.prune).ensure_planned()
-    where = storage_location(options.storage, folder)
-    print(f"{text}\nStudies: {where} (optuna-dashboard {where}); runs: {folder}", flush=True)
-    threads = max(1, torch.get_num_threads() // options.workers)
-    settings = Settings(
-        name,
-        folder,
-        options.storage,
-        options.base.resolve(),
-        {c.name: c for c in cells},
-        plan,
-        protocol,
-        options.prune,
-        budget,
-        extra,
-        threads,
-    )
-    stopped = run_workers(settings, options.workers)
-    studies = Studies(storage, name, plan, protocol, options.prune)
-    if stopped and not studies.done():
-        raise MNISTLitError(
-            f"{', '.join(stopped)} stopped early (their messages are above); run the same command again to finish "
-            "the comparison."
-        )
-    records = {
-        c.name: {phase: list(studies.results(c.name, phase).values()) for phase in (TUNE, CONFIRM)} for c in cells
-    }
-    title = f"{options.base}: {kind}"
-    table, written = write_reports(folder, title, text, cells, records, options.target)
-    print(
-        f"\n{title}\n\n{table}\nWritten: {', '.join(written)} in {folder}\n"
-        f"Curves and the HParams tab: tensorboard --logdir {folder}"
-    )
-    return folder

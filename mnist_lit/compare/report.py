@@ -1,50 +1,41 @@
-"""The comparison's report, from its finished runs: ``results.csv``, ``trials.csv``, ``results.md`` and two plots."""
+"""The report: three CSV files, ``results.md`` and three plots, each written whole, then renamed into place."""
 
 from __future__ import annotations
 
 import csv
-import math
+import os
 import statistics
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from mnist_lit.compare.cells import Cell
-from mnist_lit.compare.plan import CONFIRM, TUNE, Record, choose_lr
+from mnist_lit.compare.cells import argument_of
+from mnist_lit.compare.engine import Comparison
+from mnist_lit.compare.protocol import CONFIRM, TUNE, Run, choose, tunability
 
 NOT_REACHED = "not reached"
+RUN_COLUMNS = ["variant", "phase", "index", "seed", "status", "val_acc", "test_acc", "epochs", "seconds",
+               "val_acc_per_epoch", "error", "lr"]  # fmt: skip
 
 
-@dataclass
-class CellSummary:
-    variant: str
-    tuned: str  # "yes" or "not tuned"
-    lr: float | None
-    lr_low: float
-    lr_high: float
-    trials: int
-    seeds: int  # confirmation runs that finished their budget
-    test_acc_mean: float | None
-    test_acc_std: float | None
-    val_acc_mean: float | None
-    val_acc_std: float | None
-    epochs_to_target: str
-    seconds_to_target: str
-    seconds_per_run: float | None
-    tuning: str  # how the tuning runs ended, e.g. "6 ok, 2 diverged"
-    note: str
+def atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write beside ``path``, then rename: a reader never sees half a file."""
+    partial = path.with_name(f".{os.getpid()}.{path.name}")
+    write(partial)
+    partial.replace(path)
 
 
-def reached(record: Record, target: float) -> tuple[float, float] | None:
-    """(epochs, seconds) when the run's val/acc first reached ``target``, or None."""
-    for value, epochs, seconds in zip(record.val_acc, record.val_epochs, record.val_seconds, strict=False):
-        if value >= target:
-            return epochs, seconds
-    return None
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], first: Sequence[str] = ()) -> None:
+    def write(target: Path) -> None:
+        with target.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys([*first, *(k for r in rows for k in r)])))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomically(path, write)
 
 
 def mean_and_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -53,206 +44,148 @@ def mean_and_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def to_target(runs: Sequence[Record], target: float) -> tuple[str, str]:
-    """The median over the runs that reached the target (how many did, when not all)."""
-    times = [time for run in runs if (time := reached(run, target)) is not None]
+def to_target(runs: Sequence[Run], target: float) -> tuple[str, str]:
+    """Epochs and seconds until val/acc first reached ``target``: the median over the runs that did."""
+    times = [next(((e, s) for v, e, s in zip(r.val_acc, r.val_epochs, r.val_seconds, strict=False) if v >= target),
+                  None) for r in runs]  # fmt: skip
+    times = [time for time in times if time]
     if not times:
         return NOT_REACHED, NOT_REACHED
     share = "" if len(times) == len(runs) else f" ({len(times)} of {len(runs)} seeds)"
-    epochs = statistics.median(epochs for epochs, _ in times)
-    seconds = statistics.median(seconds for _, seconds in times)
-    return f"{epochs:.3g}{share}", f"{seconds:.1f}{share}"
+    return tuple(f"{statistics.median(t[i] for t in times):.3g}{share}" for i in (0, 1))  # type: ignore[return-value]
 
 
-def statuses(records: Sequence[Record]) -> str:
-    counts = {status: sum(r.status == status for r in records) for status in ("ok", "diverged", "pruned", "failed")}
-    return ", ".join(f"{count} {status}" for status, count in counts.items() if count) or "none"
+def value_of(name: str, setting: dict[str, Any], defaults: dict[str, Any]) -> Any:
+    """A column's value: the setting's, else the configs' (a tuple's element by its place)."""
+    argument, place = argument_of(name)
+    if name in setting or place is None:
+        return setting.get(name, defaults.get(name))
+    return defaults[argument][place]
 
 
-def summarize(cell: Cell, tuning: Sequence[Record], confirming: Sequence[Record], target: float) -> CellSummary:
-    ok = [run for run in confirming if run.status == "ok"]
-    lr = choose_lr(tuning) if tuning else cell.lr
-    test = mean_and_std([run.test_acc for run in ok if run.test_acc is not None])
-    val = mean_and_std([run.val_acc[-1] for run in ok if run.val_acc])
-    epochs, seconds = to_target(ok, target)
-    seconds_per_run = [run.seconds for run in confirming if run.seconds]
-    per_run = statistics.mean(seconds_per_run) if seconds_per_run else None
-    return CellSummary(
-        cell.name,
-        "yes" if tuning else "not tuned",
-        lr,
-        *cell.lr_range,
-        len(tuning),
-        len(ok),
-        *test,
-        *val,
-        epochs,
-        seconds,
-        per_run,
-        statuses(tuning) if tuning else "not tuned",
-        cell.note,
-    )
+def summarize(comparison: Comparison, runs: dict, target: float) -> list[dict[str, Any]]:
+    rows = []
+    for cell in comparison.cells:
+        tuning, confirming = runs[cell.name][TUNE], runs[cell.name][CONFIRM]
+        ok, winner = [run for run in confirming if run.status == "ok"], choose(tuning)
+        dims, setting = comparison.tuned[cell.name] if tuning else (), winner.setting if winner else {}
+        lr_range = next(((dim.low, dim.high) for dim in cell.space if dim.name == "lr"), (None, None))
+        test = mean_and_std([run.test_acc for run in ok if run.test_acc is not None])
+        val = mean_and_std([run.final_val_acc for run in ok if run.val_acc])
+        counts = {s: sum(run.status == s for run in tuning) for s in ("ok", "diverged", "pruned", "failed")}
+        per_run = [run.seconds for run in confirming if run.seconds]
+        rows.append({
+            "variant": cell.name, "tuned": " ".join(dim.name for dim in dims) or "not tuned",
+            "not_tuned": " ".join(dim.name for dim in cell.space if dim not in dims),
+            "lr": value_of("lr", setting, cell.defaults), "lr_low": lr_range[0], "lr_high": lr_range[1],
+            **{dim.name: value_of(dim.name, setting, cell.defaults) for dim in dims if dim.name != "lr"},
+            "trials": len(tuning), "seeds": len(ok),
+            "test_acc_mean": test[0], "test_acc_std": test[1], "val_acc_mean": val[0], "val_acc_std": val[1],
+            **dict(zip(("epochs_to_target", "seconds_to_target"), to_target(ok, target), strict=True)),
+            "seconds_per_run": statistics.mean(per_run) if per_run else None,
+            "tuning": ", ".join(f"{n} {s}" for s, n in counts.items() if n) if tuning else "not tuned",
+            "note": cell.note,
+        })  # fmt: skip
+    return rows
 
 
-def number(value: float | None, digits: int = 4) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def plus_minus(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "–"
-    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
-
-
-def write_csvs(
-    folder: Path, summaries: Sequence[CellSummary], records: dict[str, dict[str, list[Record]]]
-) -> list[str]:
-    with (folder / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(summaries[0])) if summaries else ["variant"])
-        writer.writeheader()
-        writer.writerows(asdict(summary) for summary in summaries)
-    columns = [
-        "variant",
-        "phase",
-        "index",
-        "lr",
-        "seed",
-        "status",
-        "val_acc",
-        "test_acc",
-        "epochs",
-        "seconds",
-        "val_acc_per_epoch",
-        "error",
-    ]
-    with (folder / "trials.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for variant, phases in records.items():
-            for phase in (TUNE, CONFIRM):
-                for run in phases[phase]:
-                    writer.writerow(trial_row(variant, phase, run))
-    return ["results.csv", "trials.csv"]
-
-
-def trial_row(variant: str, phase: str, run: Record) -> dict[str, object]:
+def trial_row(run: Run, defaults: dict[str, Any]) -> dict[str, Any]:
+    last = (f"{run.final_val_acc:.4f}" if run.val_acc else "", f"{run.val_epochs[-1]:.2f}" if run.val_epochs else "")
     return {
-        "variant": variant,
-        "phase": phase,
-        "index": run.index,
-        "lr": run.lr,
-        "seed": run.seed,
-        "status": run.status,
-        "val_acc": number(run.val_acc[-1] if run.val_acc else None),
-        "test_acc": number(run.test_acc),
-        "epochs": number(run.val_epochs[-1] if run.val_epochs else None, 2),
-        "seconds": number(run.seconds, 1),
-        "val_acc_per_epoch": " ".join(f"{value:.4f}" for value in run.val_acc),
-        "error": run.error,
-    }
+        "variant": run.cell, "phase": run.phase, "index": run.index, "seed": run.seed, "status": run.status,
+        "val_acc": last[0], "test_acc": "" if run.test_acc is None else f"{run.test_acc:.4f}", "epochs": last[1],
+        "seconds": f"{run.seconds:.1f}", "val_acc_per_epoch": " ".join(f"{v:.4f}" for v in run.val_acc),
+        "error": run.error, "lr": value_of("lr", run.setting, defaults), **run.setting,
+    }  # fmt: skip
 
 
-def markdown(summaries: Sequence[CellSummary], target: float) -> str:
-    head = (
-        f"| variant | lr | test/acc (mean ± sd) | final val/acc (mean ± sd) | epochs to {target:g} | "
-        "s to target | s/run | tuning runs | note |"
-    )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for s in summaries:
-        lr = f"{s.lr:.3g}" if s.lr is not None else "none"
-        lr = f"{lr} (not tuned)" if s.tuned != "yes" else lr
-        cells = [
-            s.variant,
-            lr,
-            plus_minus(s.test_acc_mean, s.test_acc_std),
-            plus_minus(s.val_acc_mean, s.val_acc_std),
-            s.epochs_to_target,
-            s.seconds_to_target,
-            number(s.seconds_per_run, 1),
-            s.tuning,
-            s.note,
-        ]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+def markdown(rows: Sequence[dict[str, Any]], target: float) -> str:
+    def cell(mean: float | None, std: float | None) -> str:
+        return "–" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+    lines = [
+        f"| variant | tuned | chosen | test/acc (mean ± sd) | final val/acc (mean ± sd) | epochs to {target:g} | "
+        "s to target | s/run | tuning runs | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        names = ["lr", *(name for name in row["tuned"].split() if name in row and name != "lr")]
+        chosen = ", ".join(f"{name} {row[name]:.3g}" for name in names if isinstance(row[name], int | float))
+        tuned = row["tuned"] + (f" (not: {row['not_tuned']})" if row["not_tuned"] else "")
+        per_run = "" if row["seconds_per_run"] is None else f"{row['seconds_per_run']:.1f}"
+        cells = [row["variant"], tuned, chosen, cell(row["test_acc_mean"], row["test_acc_std"]),
+                 cell(row["val_acc_mean"], row["val_acc_std"]), row["epochs_to_target"], row["seconds_to_target"],
+                 per_run, row["tuning"], row["note"]]  # fmt: skip
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def colors(count: int) -> list[tuple[float, ...]]:
-    palette = colormaps["tab20"].colors  # eleven optimizers need more than ten colors: dark shades first
-    return [palette[(2 * index) % 20 + (2 * index) // 20] for index in range(count)]
-
-
-def plot_curves(path: Path, confirming: dict[str, list[Record]], title: str) -> None:
-    """Mean val/acc at each validation over the seeds, with a band of ± one standard deviation."""
+def plot(path: Path, cells: Sequence[str], draw: Callable[[Any, str, Any], None], **labels: Any) -> None:
+    """One figure, one color per cell (dark shades of tab20 first: eleven optimizers need more than ten)."""
     figure = Figure(figsize=(9, 5), layout="constrained")
     axes = figure.subplots()
-    for color, (variant, runs) in zip(colors(len(confirming)), confirming.items(), strict=True):
-        runs = [run for run in runs if run.status == "ok" and run.val_acc]
-        if not runs:
-            continue
-        length = min(len(run.val_acc) for run in runs)
-        epochs = runs[0].val_epochs[:length]
-        columns = list(zip(*(run.val_acc[:length] for run in runs), strict=True))
-        mean = [statistics.mean(column) for column in columns]
-        std = [statistics.stdev(column) if len(column) > 1 else 0.0 for column in columns]
-        axes.plot(epochs, mean, marker="o", color=color, label=f"{variant} ({len(runs)} seeds)")
-        axes.fill_between(
-            epochs,
-            [m - s for m, s in zip(mean, std, strict=True)],
-            [m + s for m, s in zip(mean, std, strict=True)],
-            color=color,
-            alpha=0.2,
-        )
-    axes.set(xlabel="epoch", ylabel="val/acc, mean ± sd over seeds", title=title)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
-    if axes.lines:
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    figure.savefig(path, dpi=100)
-
-
-def plot_sensitivity(path: Path, tuning: dict[str, list[Record]], chosen: dict[str, float | None], title: str) -> None:
-    """Final val/acc against the learning rate, one line per cell; crosses at the bottom: runs that diverged or
-    failed; open circles: pruned runs; stars: the chosen rates."""
-    figure = Figure(figsize=(9, 5), layout="constrained")
-    axes = figure.subplots()
-    for color, (variant, runs) in zip(colors(len(tuning)), tuning.items(), strict=True):
-        ok = sorted((run.lr, run.val_acc[-1]) for run in runs if run.status == "ok" and run.val_acc)
-        if ok:
-            axes.plot(*zip(*ok, strict=True), marker="o", color=color, label=variant)
-        pruned = [(run.lr, run.val_acc[-1]) for run in runs if run.status == "pruned" and run.val_acc]
-        if pruned:
-            axes.scatter(*zip(*pruned, strict=True), facecolors="none", edgecolors=[color])
-        lost = [run.lr for run in runs if run.status in ("diverged", "failed")]
-        if lost:
-            axes.scatter(lost, [0.0] * len(lost), marker="x", color=color)
-        best = dict(ok).get(chosen.get(variant))  # type: ignore[arg-type]
-        if best is not None:
-            axes.scatter([chosen[variant]], [best], marker="*", s=160, color=color, zorder=3)
-    axes.set_xscale("log")
-    axes.set(xlabel="learning rate (log scale)", ylabel="final val/acc", title=title, ylim=(-0.02, 1.02))
+    palette = colormaps["tab20"].colors
+    for index, name in enumerate(cells):
+        draw(axes, name, palette[(2 * index) % 20 + (2 * index) // 20])
+    axes.set(**labels)
     axes.grid(alpha=0.3, which="both")
     if axes.lines:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    figure.savefig(path, dpi=100)
+    atomically(path, lambda target: figure.savefig(target, dpi=100, format="png"))
 
 
-def write_reports(
-    folder: Path,
-    title: str,
-    protocol: str,
-    cells: Sequence[Cell],
-    records: dict[str, dict[str, list[Record]]],
-    target: float,
-) -> tuple[str, list[str]]:
+def write_reports(title: str, protocol: str, comparison: Comparison, target: float) -> tuple[str, list[str]]:
     """Write the files; return the Markdown table and the names of the files written."""
-    summaries = [summarize(cell, records[cell.name][TUNE], records[cell.name][CONFIRM], target) for cell in cells]
+    folder, cells = comparison.folder, comparison.cells
+    runs = {cell.name: {phase: comparison.runs(cell.name, phase) for phase in (TUNE, CONFIRM)} for cell in cells}
+    folder.mkdir(parents=True, exist_ok=True)  # a process that joined from elsewhere has no folder yet
+    summaries = summarize(comparison, runs, target)
+    write_csv(folder / "results.csv", summaries)
+    trials = [
+        trial_row(run, cell.defaults) for cell in cells for phase in (TUNE, CONFIRM) for run in runs[cell.name][phase]
+    ]
+    write_csv(folder / "trials.csv", trials, RUN_COLUMNS)
+    curves = {cell.name: tunability(runs[cell.name][TUNE]) for cell in cells}
+    write_csv(folder / "tunability.csv", [{"variant": v, "k": k, "expected_best_val_acc": f"{x:.4f}"}
+                                          for v, curve in curves.items() for k, x in enumerate(curve, 1)])  # fmt: skip
     table = markdown(summaries, target)
-    written = write_csvs(folder, summaries, records)
-    (folder / "results.md").write_text(f"# {title}\n\n{protocol}\n\n{table}")
-    plot_curves(folder / "val_acc.png", {c.name: records[c.name][CONFIRM] for c in cells}, title)
-    written += ["results.md", "val_acc.png"]
-    if any(records[cell.name][TUNE] for cell in cells):
-        chosen = {summary.variant: summary.lr for summary in summaries}
-        plot_sensitivity(folder / "lr_sensitivity.png", {c.name: records[c.name][TUNE] for c in cells}, chosen, title)
-        written.append("lr_sensitivity.png")
+    atomically(folder / "results.md", lambda path: path.write_text(f"# {title}\n\n{protocol}\n\n{table}"))
+    names = [cell.name for cell in cells]
+
+    def curve(axes: Any, name: str, color: Any) -> None:  # mean val/acc over the seeds, ± one sd
+        ok = [run for run in runs[name][CONFIRM] if run.status == "ok" and run.val_acc]
+        if ok:
+            length = min(len(run.val_acc) for run in ok)
+            stats = [mean_and_std(column) for column in zip(*(run.val_acc[:length] for run in ok), strict=True)]
+            mean, std = [m for m, _ in stats], [s or 0.0 for _, s in stats]
+            epochs = ok[0].val_epochs[:length]
+            axes.plot(epochs, mean, marker="o", color=color, label=f"{name} ({len(ok)} seeds)")
+            axes.fill_between(epochs, [m - s for m, s in zip(mean, std, strict=True)],
+                              [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.2)  # fmt: skip
+
+    def sensitivity(axes: Any, name: str, color: Any) -> None:  # crosses at 0: diverged or failed; star: the winner
+        defaults = next(cell.defaults for cell in cells if cell.name == name)
+        lr = {run.index: value_of("lr", run.setting, defaults) for run in runs[name][TUNE]}
+        ok = sorted(
+            (lr[r.index], r.final_val_acc) for r in runs[name][TUNE] if r.status in ("ok", "pruned") and r.val_acc
+        )
+        if ok:
+            axes.plot(*zip(*ok, strict=True), marker="o", linestyle=":", color=color, label=name)
+        lost = [lr[r.index] for r in runs[name][TUNE] if r.status in ("diverged", "failed")]
+        axes.scatter(lost, [0.0] * len(lost), marker="x", color=color)
+        if (winner := choose(runs[name][TUNE])) is not None:
+            axes.scatter([lr[winner.index]], [winner.final_val_acc], marker="*", s=160, color=color, zorder=3)
+
+    def tunable(axes: Any, name: str, color: Any) -> None:
+        if curves[name]:
+            axes.plot(range(1, len(curves[name]) + 1), curves[name], marker=".", color=color, label=name)
+
+    plot(folder / "val_acc.png", names, curve, xlabel="epoch", ylabel="val/acc, mean ± sd over seeds", title=title)
+    written = ["results.csv", "trials.csv", "tunability.csv", "results.md", "val_acc.png"]
+    if any(runs[name][TUNE] for name in names):
+        plot(folder / "lr_sensitivity.png", names, sensitivity, xscale="log", xlabel="learning rate (log scale)",
+             ylabel="final val/acc", title=title, ylim=(-0.02, 1.02))  # fmt: skip
+        plot(folder / "tunability.png", names, tunable, xlabel="tuning runs k", ylabel="expected best final val/acc",
+             title=f"{title}: tunability")  # fmt: skip
+        written += ["lr_sensitivity.png", "tunability.png"]
     return table, written

@@ -17,8 +17,7 @@ from mnist_lit.errors import ConfigurationError
 from mnist_lit.model.optimizer_defaults import optimizers_start_from_their_own_defaults
 
 SCALES = ("linear", "log", "log1m", "int")
-# Google's tuning playbook by budget: the learning rate alone below 10 trials, then momentum or β1, then ε,
-# and everything once the budget is large.
+# Google's tuning playbook by budget: lr alone below 10 trials, then momentum or β1, ε from 25, all from 50.
 PLAYBOOK = {"lr": 0, "momentum": 10, "betas_0": 10, "eps": 25}
 EVERYTHING_FROM = 50
 DECADES = 2  # a cell without a space of its own tunes its lr this many decades either side of its config's

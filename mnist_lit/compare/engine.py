@@ -28,7 +28,7 @@ from mnist_lit.errors import ConfigurationError
 
 JOURNAL_FILE = "optuna.log"  # the embedded storage, in the comparison's folder
 HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S = 30, 120  # a database's trials: how a dead machine's runs are found
-POLL_S = 2.0  # how often a worker with nothing to take looks again
+POLL_S = 0.5  # how often a worker with nothing to take looks again
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 
 
@@ -78,8 +78,7 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
 
 
 def is_gone(trial: FrozenTrial) -> bool:
-    """Whether the process that took this trial ran on this machine and has ended (a recycled pid started later).
-    A queued-again copy carries the dead process's record until its new process writes its own."""
+    """Whether this trial's process ran here and has ended; a queued-again copy's record is its dead original's."""
     host, pid, started, number = trial.user_attrs.get("process", [None] * 4)
     if host != socket.gethostname() or number != trial.number:
         return False
@@ -89,20 +88,19 @@ def is_gone(trial: FrozenTrial) -> bool:
         return True
 
 
-def requeue_runs_of_dead_processes(study: optuna.Study) -> int:
-    """Fail each running trial whose process on this machine is gone (a kill, a crash) and queue it again, as
-    Optuna's heartbeat does on a database, which the journal file lacks. Returns how many were queued."""
-    queued = 0
+def requeue_lost_runs(study: optuna.Study) -> int:
+    """Queue again, as planned, each run no trial stands for: one whose process here is gone (failed first, as Optuna's
+    heartbeat does on a database; the journal file has none), or one an error cut short. Returns their number."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_gone(trial):
-            continue
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError):  # another process settled it first
-            continue
-        RetryHeartbeatStaleTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
-        queued += 1
-    return queued
+        if is_gone(trial):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    trials = study.get_trials(deepcopy=False)
+    held = {t.user_attrs.get("index") for t in trials if "run" in t.user_attrs or not t.state.is_finished()}
+    lost = {t.user_attrs["index"]: t for t in trials if t.state == TrialState.FAIL and "index" in t.user_attrs}
+    for index, trial in lost.items():
+        if index not in held:
+            RetryHeartbeatStaleTrialCallback()(study, trial)
+    return len(lost.keys() - held)
 
 
 @dataclass
@@ -135,12 +133,11 @@ class Comparison:
             }
             for phase, runs in planned.items():
                 name = f"{self.name}/{cell.name}/{phase}"
+                where = {"storage": self.storage, "study_name": name, "pruner": pruner}
                 try:
-                    study = optuna.create_study(
-                        storage=self.storage, study_name=name, pruner=pruner, direction="maximize"
-                    )
+                    study = optuna.create_study(**where, direction="maximize")
                 except optuna.exceptions.DuplicatedStudyError:
-                    study = optuna.load_study(storage=self.storage, study_name=name, pruner=pruner)
+                    study = optuna.load_study(**where)
                 else:
                     for index, (setting, seed) in enumerate(runs):
                         study.enqueue_trial(setting, user_attrs={"index": index, "seed": seed})
@@ -166,9 +163,6 @@ class Comparison:
     def is_complete(self, cell: str, phase: str) -> bool:
         return len(self.runs(cell, phase)) == (len(self.settings[cell]) if phase == TUNE else self.seeds)
 
-    def is_done(self) -> bool:
-        return all(self.is_complete(cell.name, phase) for cell in self.cells for phase in (TUNE, CONFIRM))
-
     def work(self) -> None:
         """Train queued runs until every study is complete: tuning first, a cell's confirmation once its tuning is
         done. With nothing to take, queue again the runs of dead processes, or wait for live ones."""
@@ -183,13 +177,13 @@ class Comparison:
                     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                         study.optimize(self.objective(cell, phase), n_trials=1, catch=(RunFailed,))
                         took = True
-            if self.is_done():
+            if all(self.is_complete(cell.name, phase) for cell in self.cells for phase in (TUNE, CONFIRM)):
                 return
             if not took:  # the runs left are others': queue again those of dead processes, or wait
-                requeued = sum(requeue_runs_of_dead_processes(study) for study in self.studies.values())
+                requeued = sum(requeue_lost_runs(study) for study in self.studies.values())
                 running = sum(len(study.get_trials(states=(TrialState.RUNNING,))) for study in self.studies.values())
-                message = f"queued again {requeued} run(s) of processes that died" if requeued else running and (
-                    f"waiting for {running} run(s) that other processes are training")  # fmt: skip
+                waiting = running and f"waiting for {running} run(s) that other processes are training"
+                message = f"queued again {requeued} run(s) cut short" if requeued else waiting
                 if message and message != said:
                     print(f"[{os.getpid()}] {message}", flush=True)
                 said = message

@@ -1,8 +1,4 @@
-"""The protocol's rules: what one run records, which tuning run wins, and how tunable a cell is.
-
-Tuning runs choose on their final validation accuracy; the confirmation runs train the winner's whole setting on
-other seeds and are the only runs that see the test set.
-"""
+"""The protocol's rules: what one run records, which tuning run wins (on validation), and how tunable a cell is."""
 
 from __future__ import annotations
 

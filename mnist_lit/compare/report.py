@@ -16,7 +16,6 @@ from mnist_lit.compare.cells import argument_of
 from mnist_lit.compare.engine import Comparison
 from mnist_lit.compare.protocol import CONFIRM, TUNE, Run, choose, tunability
 
-NOT_REACHED = "not reached"
 RUN_COLUMNS = ["variant", "phase", "index", "seed", "status", "val_acc", "test_acc", "epochs", "seconds",
                "val_acc_per_epoch", "error", "lr"]  # fmt: skip
 
@@ -50,7 +49,7 @@ def to_target(runs: Sequence[Run], target: float) -> tuple[str, str]:
                   None) for r in runs]  # fmt: skip
     times = [time for time in times if time]
     if not times:
-        return NOT_REACHED, NOT_REACHED
+        return "not reached", "not reached"
     share = "" if len(times) == len(runs) else f" ({len(times)} of {len(runs)} seeds)"
     return tuple(f"{statistics.median(t[i] for t in times):.3g}{share}" for i in (0, 1))  # type: ignore[return-value]
 
@@ -122,9 +121,8 @@ def markdown(rows: Sequence[dict[str, Any]], target: float) -> str:
 
 def plot(path: Path, cells: Sequence[str], draw: Callable[[Any, str, Any], None], **labels: Any) -> None:
     """One figure, one color per cell (dark shades of tab20 first: eleven optimizers need more than ten)."""
-    figure = Figure(figsize=(9, 5), layout="constrained")
+    figure, palette = Figure(figsize=(9, 5), layout="constrained"), colormaps["tab20"].colors
     axes = figure.subplots()
-    palette = colormaps["tab20"].colors
     for index, name in enumerate(cells):
         draw(axes, name, palette[(2 * index) % 20 + (2 * index) // 20])
     axes.set(**labels)

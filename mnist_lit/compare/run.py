@@ -24,7 +24,6 @@ from mnist_lit.errors import MNISTDataError, RunInterrupted, StorageUnavailable,
 TUNING_ARGS = ("--diagnostics=[]", "--test_after_fit=false")
 # One device per run (workers, not DDP, share a machine's GPUs), and nothing drawn on a console no one reads.
 RUN_ARGS = ("--trainer.devices=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false")
-PARSER_KWARGS: dict[str, Any] = {"exit_on_error": False, "fit": {"exit_on_error": False}}
 Pruning = Callable[[float, int], bool]  # (val/acc, its validation's number) -> stop now
 
 
@@ -101,4 +100,5 @@ def train(run: Run, args: Sequence[str], run_dir: Path, prune: Pruning | None, f
 
 def lightning_cli(args: Sequence[str], **kwargs: Any) -> MNISTLitCLI:
     """The project's CLI on ``args``, in this process; a bad command line raises instead of exiting it."""
-    return MNISTLitCLI(args=list(args), parser_kwargs=PARSER_KWARGS, **kwargs)
+    no_exit = {"exit_on_error": False}
+    return MNISTLitCLI(args=list(args), parser_kwargs={**no_exit, "fit": no_exit}, **kwargs)

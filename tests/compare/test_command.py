@@ -165,7 +165,7 @@ def test_a_comparison_killed_mid_run_and_run_again_ends_with_exactly_its_budget(
     rerun = compare_in_a_process(tmp_path, *options, *fit_args(synthetic_mnist_dir))
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output[-3000:]
-    assert "queued again 1 run(s) of processes that died" in output  # it says what it found
+    assert "queued again 1 run(s) cut short" in output  # it says what it found
     runs = rows(tmp_path / "logs" / "compare" / "killed" / "trials.csv")
     assert len(runs) == 2 * (3 + 2)
     assert len({(run["variant"], run["phase"], run["index"]) for run in runs}) == len(runs)

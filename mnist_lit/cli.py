@@ -221,6 +221,16 @@ class MNISTLitCLI(LightningCLI):
             callbacks.append(CheapCudaCheck())
         return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
 
+    def _evaluate_the_checkpoints_network(self) -> None:
+        """validate, test and predict load the checkpoint as a model: restoring it through the trainer would also
+        restore the training run's callbacks, which warns in the new run's folder and serves no evaluation."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path"):
+            self.model = MNISTClassifier.load_from_checkpoint(config.ckpt_path, map_location="cpu", weights_only=False)
+            config.ckpt_path = None
+
+    before_validate = before_test = before_predict = _evaluate_the_checkpoints_network
+
     def after_predict(self) -> None:
         failures = self.datamodule.predict_failures
         if failures:

@@ -86,18 +86,14 @@ def load_search_spaces(path: Path) -> dict[str, tuple[Dimension, ...]]:
 
 def tuned(space: tuple[Dimension, ...], tune: str, trials: int) -> tuple[Dimension, ...]:
     """The dimensions a budget of ``trials`` tunes: all, the lr alone, or the playbook's rule."""
-    if tune == "all" or (tune == "auto" and trials >= EVERYTHING_FROM):
-        return space
     if tune == "lr":
         return tuple(dim for dim in space if dim.name == "lr")
-    return tuple(dim for dim in space if PLAYBOOK.get(dim.name, EVERYTHING_FROM) <= trials)
+    return tuple(dim for dim in space if tune == "all" or PLAYBOOK.get(dim.name, EVERYTHING_FROM) <= trials)
 
 
 def draw_settings(dims: tuple[Dimension, ...], trials: int, seed: int, cell: str) -> list[dict[str, float | int]]:
     """``trials`` settings from a scrambled Halton sequence over every tuned dimension, seeded by the comparison
     and the cell: quasi-random, so a few draws cover the space evenly, and the same on any number of workers."""
-    if not trials:
-        return []
     sequence = qmc.Halton(d=len(dims), scramble=True, seed=zlib.crc32(f"{seed}/{cell}".encode()))
     return [{dim.name: dim.value(u) for dim, u in zip(dims, point, strict=True)} for point in sequence.random(trials)]
 

@@ -6,11 +6,13 @@ same command run again. Whoever creates a study enqueues its planned runs; worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,6 @@ POLL_S = 0.5  # how often a worker with nothing to take looks again
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 
 
-class RunFailed(Exception):
-    """A run that ended without a number: Optuna records its trial as failed; the run's status says why."""
-
-
 def shown(url: str) -> str:
     """The URL with its password hidden."""
     try:
@@ -44,25 +42,32 @@ def shown(url: str) -> str:
         return url
 
 
+@contextlib.contextmanager
+def documented_experiments() -> Iterator[None]:
+    """Optuna's heartbeat and its retry callback are documented, and warn that they are experimental."""
+    with warnings.catch_warnings():
+        experimental = r"(Argument ``\w+`` is an|RetryHeartbeatStaleTrialCallback is) experimental"
+        warnings.filterwarnings("ignore", experimental, optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def open_storage(url: str | None, folder: Path) -> BaseStorage:
     """The journal file in ``folder`` by default, else the database at ``url``; bad input fails here."""
     if url is None:
         folder.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / JOURNAL_FILE)))
     hint = (
-        "Give a database URL such as postgresql://USER:PASSWORD@HOST:PORT/DATABASE (pip install 'mnist-lit[postgres]') "
-        "or sqlite:///PATH, or leave --storage out for the journal file in the comparison's folder."
+        "Give a URL like postgresql://USER:PASSWORD@HOST:PORT/DB (pip install 'mnist-lit[postgres]'), or no --storage."
     )
     for attempt in range(1, 6):
         try:
-            with warnings.catch_warnings():  # the heartbeat is documented, and called experimental
-                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            with documented_experiments():
                 return optuna.storages.RDBStorage(
                     url,
                     engine_kwargs={"pool_pre_ping": True},  # a connection the server dropped is replaced
                     heartbeat_interval=HEARTBEAT_INTERVAL_S,
                     grace_period=HEARTBEAT_GRACE_S,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),  # Optuna's way to retry
                 )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.2 * attempt)  # workers new to a database race to create Optuna's tables; one wins
@@ -70,10 +75,8 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
             raise ConfigurationError(f"--storage {shown(url)}: {str(error).rstrip('.')}. {hint}") from error
         except STORAGE_ERRORS as error:
             reason = " ".join(str(getattr(error, "orig", None) or error).split())
-            raise ConfigurationError(
-                f"--storage {shown(url)}: cannot reach the database ({reason}). Check that the server is running "
-                "and the URL's host, port, user, password and database are right."
-            ) from error
+            message = f"cannot reach the database ({reason}). Is its server running, and the URL right?"
+            raise ConfigurationError(f"--storage {shown(url)}: {message}") from error
     raise ConfigurationError(f"--storage {shown(url)}: Optuna's tables could not be created. {hint}")
 
 
@@ -99,7 +102,8 @@ def requeue_lost_runs(study: optuna.Study) -> int:
     lost = {t.user_attrs["index"]: t for t in trials if t.state == TrialState.FAIL and "index" in t.user_attrs}
     for index, trial in lost.items():
         if index not in held:
-            RetryHeartbeatStaleTrialCallback()(study, trial)
+            with documented_experiments():
+                RetryHeartbeatStaleTrialCallback()(study, trial)
     return len(lost.keys() - held)
 
 
@@ -175,7 +179,7 @@ class Comparison:
                         break
                     study = self.studies[cell.name, phase]
                     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                        study.optimize(self.objective(cell, phase), n_trials=1, catch=(RunFailed,))
+                        study.optimize(self.objective(cell, phase), n_trials=1)
                         took = True
             if all(self.is_complete(cell.name, phase) for cell in self.cells for phase in (TUNE, CONFIRM)):
                 return
@@ -222,10 +226,8 @@ class Comparison:
             trial.set_user_attr("run", asdict(run))  # last: with it, the run is recorded
             final = "" if run.final_val_acc is None else f" val/acc {run.final_val_acc:.4f}"
             print(f"[{me.pid}] {cell.name} {phase} {run.index}: {run.status}{final} ({run.seconds:.0f} s)", flush=True)
-            if run.status == "failed":
-                raise RunFailed(run.error)
             if run.status == "pruned":
                 raise optuna.TrialPruned()
-            return run.final_val_acc or 0.0
+            return float("nan") if run.status == "failed" else run.final_val_acc or 0.0  # NaN: Optuna's "failed"
 
         return train_trial

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
 
 from mnist_lit.data.constants import DATA_DIR_ENV, MNIST_FILES, NUM_TRAIN_IMAGES
 from mnist_lit.data.download import download_mnist
@@ -164,9 +165,11 @@ class MNISTDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatchLoader:
         return self._loader("test", shuffle=False)
 
-    def predict_dataloader(self) -> TensorBatchLoader:
-        """Batches of (images, index of their file in ``predict_files``), or of the test split."""
-        return self._loader("files" if self._predicts_on_files() else "test", shuffle=False)
+    def predict_dataloader(self) -> DataLoader:
+        """Batches of (images, index of their file in ``predict_files``), or of the test split; a plain DataLoader,
+        whose batch indices Lightning follows for prediction writers (speed matters little here)."""
+        images, labels = self.split("files" if self._predicts_on_files() else "test")
+        return DataLoader(TensorDataset(images, labels), batch_size=self.batch_size)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         """Turn uint8 pixels into [0, 1] floats on the target device (4× less to copy than floats)."""

@@ -179,7 +179,7 @@ def test_a_comparison_killed_mid_run_and_run_again_ends_with_exactly_its_budget(
 def test_two_workers_train_the_same_runs_as_one(tmp_path: Path, synthetic_mnist_dir: Path) -> None:
     found = {}
     for workers in ("1", "2"):
-        options = [str(BASE), "--optimizers", "sgd", "adam", "--trials", "3", "--seeds", "1", "--epochs", "3",
+        options = [str(BASE), "--optimizers", "sgd", "adam", "--trials", "4", "--seeds", "2", "--epochs", "4",
                    "--workers", workers, "--name", f"workers{workers}"]  # fmt: skip
         slower = ["--data.batch_size", "10"]  # runs long enough for the copy to start before the first is done
         process = compare_in_a_process(tmp_path, *options, *fit_args(synthetic_mnist_dir), *slower)
@@ -189,7 +189,7 @@ def test_two_workers_train_the_same_runs_as_one(tmp_path: Path, synthetic_mnist_
         found[workers] = sorted((run["variant"], run["phase"], run["lr"], run["seed"], run["status"]) for run in runs)
         pids = {line.split("]")[0] for line in output.splitlines() if line.startswith("[")}
         assert len(pids) == 1  # this process's own runs; the copy's are in its log
-    assert len(found["1"]) == 2 * (3 + 1)
+    assert len(found["1"]) == 2 * (4 + 2)
     assert found["2"] == found["1"]
     copy_log = tmp_path / "logs" / "compare" / "workers2" / "worker_1.log"
     assert re.search(r"^\[\d+\] \S+ (tune|confirm) \d+: ok", copy_log.read_text(), re.MULTILINE), "the copy trained"

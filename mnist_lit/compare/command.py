@@ -135,8 +135,9 @@ def protocol_text(options: Namespace, count: int, kind: str) -> str:
         else "Not tuned: every cell trains its configs as given. "
     )
     pruned = "Tuning runs below the median of the others at the same validation were stopped (--prune). "
+    base = os.path.relpath(options.base.absolute)  # as seen from here, also when a YAML file named it
     return (
-        f"{count} {kind} on {options.base}. {tuning}{pruned if options.prune else ''}The winning setting was trained "
+        f"{count} {kind} on {base}. {tuning}{pruned if options.prune else ''}The winning setting was trained "
         f"again on {options.seeds} seed(s) ({epochs[CONFIRM]} each): the seed sets the initialization and the batch "
         "order; the validation split is fixed. Only these runs see the test set. Tuning runs skip the diagnostics, "
         f"the figures and the test. {count * (options.trials + options.seeds)} runs in all."
@@ -176,7 +177,7 @@ def compare(argv: Sequence[str], extra: list[str]) -> Path:
         comparison.open()
         print(f"{text}\nStudies: {where} (optuna-dashboard {where}); runs: {folder}; {workers} worker(s)", flush=True)
         comparison.work()
-        title = f"{options.base}: {kind}"
+        title = f"{os.path.relpath(base)}: {kind}"
         table, written = write_reports(title, text, comparison, options.target)
         for copy in copies:
             copy.wait()

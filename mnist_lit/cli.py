@@ -23,6 +23,7 @@ from mnist_lit.training.runs import (
     claim_run_version,
     find_last_checkpoint,
     logger_runs_dir,
+    logger_settings,
 )
 from mnist_lit.training.speedups import CheapCudaCheck
 
@@ -285,11 +286,8 @@ def _newest_last_checkpoint(config: Namespace) -> tuple[Path | None, Path | None
     if runs_dir is not None:
         found = find_last_checkpoint(runs_dir)
         return runs_dir / "version_*" / "checkpoints", None if found is None else found[0]
-    logger = config.get("trainer", {}).get("logger")
-    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
-    if not isinstance(init_args, Namespace) or init_args.get("save_dir") is None:
-        return None, None
-    if not isinstance(init_args.get("version"), str):
+    init_args = logger_settings(config)
+    if init_args is None or not isinstance(init_args.get("version"), str):
         return None, None
     folder = Path(init_args.save_dir) / (init_args.get("name") or "") / init_args.version / "checkpoints"
     return folder, max(folder.glob("last*.ckpt"), key=lambda path: path.stat().st_mtime, default=None)

@@ -83,11 +83,17 @@ def is_launched_rank() -> bool:
     return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
-    """``save_dir/name`` of a single configured logger that keeps ``version_N`` folders, and its set version."""
+def logger_settings(config: Namespace) -> Namespace | None:
+    """The ``init_args`` of a single configured logger that writes under a ``save_dir``, or None."""
     logger = config.get("trainer", {}).get("logger")
     init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
-    if not isinstance(init_args, Namespace) or init_args.get("save_dir") is None:
+    return init_args if isinstance(init_args, Namespace) and init_args.get("save_dir") is not None else None
+
+
+def logger_runs_dir(config: Namespace) -> tuple[Path | None, int | None]:
+    """``save_dir/name`` of a single configured logger that keeps ``version_N`` folders, and its set version."""
+    init_args = logger_settings(config)
+    if init_args is None:
         return None, None
     version = init_args.get("version")
     if version is not None and not isinstance(version, int):
